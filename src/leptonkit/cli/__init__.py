@@ -1,0 +1,1 @@
+"""The ``leptonkit`` command line: one typer module per verb group, assembled in :mod:`leptonkit.cli.main`."""
