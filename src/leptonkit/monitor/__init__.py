@@ -1,0 +1,1 @@
+"""Monitoring shared by every stage: Prometheus metrics, resource use, structured logs."""

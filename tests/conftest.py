@@ -1,0 +1,72 @@
+"""Shared fixtures: an isolated LEPTONKIT_HOME per test, the real built-in encoder, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+LEPTONKIT = [sys.executable, "-m", "leptonkit.cli.main"]
+
+
+def shared_data(*parts: str) -> Path:
+    """A file under ../shared/data, or a skip that names what is missing."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data set missing: {path}")
+    return path
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh LEPTONKIT_HOME for this test, for in-process code and subprocesses alike."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("LEPTONKIT_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def registry(home: Path):
+    from leptonkit.registry import Registry
+
+    return Registry(home)
+
+
+@pytest.fixture
+def minilm(registry) -> str:
+    """The real all-MiniLM-L6-v2, registered as ``minilm:1``."""
+    return registry.register("builtin:minilm", name="minilm").ref
+
+
+@pytest.fixture
+def cli(home: Path):
+    """Run ``leptonkit ARGS...`` as a real subprocess against this test's home."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 300) -> CliResult:
+        proc = subprocess.run(
+            [*LEPTONKIT, *args], capture_output=True, text=True, input=input, timeout=timeout, env=os.environ.copy()
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
