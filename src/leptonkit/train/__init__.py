@@ -1,0 +1,1 @@
+"""Training: the shared loop, the recipe schema, PEFT methods and the task recipes."""

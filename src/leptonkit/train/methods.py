@@ -1,0 +1,92 @@
+"""Fine-tuning methods: ``full``, ``freeze`` (head only), and PEFT's LoRA, IA3 and prefix tuning.
+
+The task head is always trained: PEFT keeps it in ``modules_to_save`` for sequence and token classification.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.train.recipe import Recipe
+
+PEFT_TASK_TYPES = {"classification": "SEQ_CLS", "ner": "TOKEN_CLS", "sft": "CAUSAL_LM", "pretrain": "CAUSAL_LM"}
+
+
+def apply_method(model: Any, recipe: Recipe) -> Any:
+    """The model to train: itself (full), with a frozen body (freeze), or wrapped by PEFT."""
+    method = recipe.method
+    if method == "full":
+        return model
+    head = head_modules(model, recipe.stage)
+    if method == "freeze":
+        prefix = f"{model.base_model_prefix}."
+        for name, param in model.named_parameters():
+            param.requires_grad = not name.startswith(prefix) or any(f".{m}." in f".{name}" for m in head or [])
+        return model
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, get_peft_model
+
+    task_type = PEFT_TASK_TYPES[recipe.stage]
+    if method == "lora":
+        config: Any = LoraConfig(
+            task_type=task_type,
+            r=recipe.lora.r,
+            lora_alpha=recipe.lora.alpha,
+            lora_dropout=recipe.lora.dropout,
+            target_modules=recipe.lora.target_modules,
+            modules_to_save=head,
+        )
+    elif method == "ia3":
+        config = IA3Config(
+            task_type=task_type,
+            target_modules=recipe.ia3.target_modules,
+            feedforward_modules=recipe.ia3.feedforward_modules,
+            modules_to_save=head,
+        )
+    else:
+        config = PrefixTuningConfig(
+            task_type=task_type, num_virtual_tokens=recipe.prefix.num_virtual_tokens, modules_to_save=head
+        )
+        expose_past_key_values(model)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:  # e.g. target modules that the architecture does not have
+        raise InvalidInputError(f"method {method!r} does not fit {recipe.base}: {exc}", param="method") from None
+
+
+def head_modules(model: Any, task: str) -> list[str] | None:
+    """Modules of the body that belong to the task head and train with it: BERT-style sequence classifiers read
+    the pooler (a dense layer over [CLS]), which no PEFT method adapts; peft adds the classifier itself."""
+    pooler = getattr(getattr(model, model.base_model_prefix, None), "pooler", None)
+    return ["pooler"] if task == "classification" and pooler is not None else None
+
+
+def trainable_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def expose_past_key_values(model: Any) -> None:
+    """Let peft's prefix tuning see ``past_key_values`` in the forward signature of the model's class.
+
+    transformers 5 renamed the argument of encoder models such as BERT to ``cache`` and still accepts the old name
+    (deprecated), but peft decides from the signature alone and refuses prefix tuning. Adding the optional keyword to
+    the signature changes no behaviour; it is done once per class, for training and for loading alike.
+    """
+    function = type(model).forward
+    signature = inspect.signature(function)
+    if "past_key_values" in signature.parameters:
+        return
+    params = list(signature.parameters.values())
+    keyword = inspect.Parameter("past_key_values", inspect.Parameter.KEYWORD_ONLY, default=None)
+    at = next((i for i, p in enumerate(params) if p.kind == p.VAR_KEYWORD), len(params))
+    function.__signature__ = signature.replace(parameters=[*params[:at], keyword, *params[at:]])
+
+
+def prepare_loaded(model: Any) -> None:
+    """Make a loaded PEFT model runnable: prefix-tuned adapters need :func:`expose_past_key_values` on their base."""
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and config.is_prompt_learning:
+        expose_past_key_values(model.get_base_model())
