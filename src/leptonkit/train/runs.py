@@ -1,0 +1,43 @@
+"""Run folders and per-stage defaults shared by the generator recipes (pretrain, SFT)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from leptonkit.config import home
+from leptonkit.registry import Registry
+from leptonkit.train.loop import PROGRESS_FILE
+from leptonkit.train.recipe import Recipe
+
+
+def run_directory(recipe: Recipe, resume: str | None) -> Path:
+    """The run folder: the one being resumed, ``recipe.run_dir``, or ``LEPTONKIT_HOME/runs/<name>-<UTC time>``."""
+    if resume is not None:
+        path = Path(resume).expanduser()
+        return path.parent.parent if (path / PROGRESS_FILE).is_file() else path
+    if recipe.run_dir:
+        return Path(recipe.run_dir).expanduser()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return home() / "runs" / f"{recipe.name}-{stamp}"
+
+
+def apply_stage_defaults(section: Any, defaults: dict[str, Any]) -> None:
+    """Set each default the recipe did not set explicitly (e.g. a higher learning rate for pretraining)."""
+    for key, value in defaults.items():
+        if key not in section.model_fields_set:
+            setattr(section, key, value)
+
+
+def pinned_ref(registry: Registry, ref: str) -> str:
+    """``NAME:VERSION`` of a registry reference, for lineage; a folder or ``builtin:`` spec is kept as given."""
+    if ref.startswith("builtin:") or Path(ref).expanduser().is_dir():
+        return ref
+    return registry.get(ref).ref
+
+
+def stderr(message: str) -> None:
+    """Progress lines go to stderr so that ``--json`` output on stdout stays parseable."""
+    print(message, file=sys.stderr, flush=True)

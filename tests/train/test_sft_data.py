@@ -1,0 +1,102 @@
+"""SFT records: Alpaca, chat and prompt/completion shapes, clear errors, and response-only labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.train.packing import IGNORE_INDEX
+from leptonkit.train.sft_data import encode_conversation, encode_conversations, load_conversations, to_messages
+from leptonkit.train.tokenizer import IM_END, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    text = "Write a poem about the sea. The sea is blue and wide. Name a colour. Red is a colour of fire. " * 20
+    return train_tokenizer([text], vocab_size=300)
+
+
+def test_alpaca_prompt_completion_and_chat_records_become_messages():
+    alpaca = to_messages({"instruction": "Translate.", "input": "Bonjour", "output": "Hello"}, "a")
+    assert alpaca == [{"role": "user", "content": "Translate.\n\nBonjour"}, {"role": "assistant", "content": "Hello"}]
+    no_input = to_messages({"instruction": "Name a colour.", "input": "", "output": "Red"}, "a")
+    assert no_input[0]["content"] == "Name a colour."
+    pair = to_messages({"prompt": "2+2=", "completion": "4"}, "p")
+    assert pair == [{"role": "user", "content": "2+2="}, {"role": "assistant", "content": "4"}]
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+    ]
+    assert to_messages({"messages": chat}, "c") == chat
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"instruction": "Say hi.", "input": ""}, r"data.jsonl:3: record has no 'output'"),
+        ({"instruction": "Say hi.", "output": "  "}, "record has no 'output'"),
+        ({"prompt": "Say hi."}, "record has no 'completion'"),
+        ({"messages": [{"role": "robot", "content": "beep"}]}, "message 0 has unknown role 'robot'"),
+        ({"messages": [{"role": "user", "content": "Hi"}]}, "no assistant message"),
+        ({"messages": []}, "non-empty list"),
+        ({"text": "plain"}, r"unknown SFT record shape with keys \['text'\]"),
+    ],
+)
+def test_bad_records_are_one_clear_error_naming_the_line(record, message):
+    with pytest.raises(InvalidInputError, match=message):
+        to_messages(record, "data.jsonl:3")
+
+
+def test_files_in_json_and_jsonl_are_read_and_errors_name_the_line(tmp_path):
+    array = tmp_path / "alpaca.json"
+    array.write_text(json.dumps([{"instruction": "Name a colour.", "input": "", "output": "Red"}] * 3))
+    assert len(load_conversations(array)) == 3
+    lines = tmp_path / "chat.jsonl"
+    lines.write_text('{"prompt": "a", "completion": "b"}\n\n{"prompt": "c"}\n')
+    with pytest.raises(InvalidInputError, match=r"chat.jsonl:3: record has no 'completion'"):
+        load_conversations(lines)
+
+
+def test_only_response_tokens_carry_labels(tokenizer):
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Red"},
+        {"role": "user", "content": "Another?"},
+        {"role": "assistant", "content": "Blue"},
+    ]
+    ids, labels = encode_conversation(tokenizer, messages)
+    assert len(ids) == len(labels)
+    kept = [label for label in labels if label != IGNORE_INDEX]
+    assert tokenizer.decode(kept) == f"Red{IM_END}Blue{IM_END}"  # both replies and their turn ends, nothing else
+    prompt_len = len(
+        tokenizer.apply_chat_template(messages[:2], add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
+    )
+    assert all(label == IGNORE_INDEX for label in labels[:prompt_len])  # system + user prompt: all -100
+    assert all(label in (IGNORE_INDEX, token) for token, label in zip(ids, labels, strict=True))
+
+
+def test_long_conversations_are_cut_and_counted(tokenizer):
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    long = [{"role": "user", "content": "The sea is blue and wide. " * 30}, {"role": "assistant", "content": "Yes"}]
+    encoded = encode_conversations(tokenizer, [short, long], max_length=32)
+    assert encoded.truncated == 1
+    assert encoded.without_response == 1  # the cut removed the whole reply: dropped, and counted
+    assert len(encoded.examples) == 1
+
+
+def test_example_recipes_validate():
+    from leptonkit.train.recipe import load_recipe
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "recipes"
+    pretrain = load_recipe(examples / "pretrain_tinystories.yaml")
+    assert (pretrain.stage, pretrain.pretrain.preset, pretrain.train.max_minutes) == ("pretrain", "tiny", 10)
+    assert Path(pretrain.data).is_file()  # resolved from the recipe's folder
+    sft = load_recipe(examples / "sft_chat.yaml")
+    assert (sft.stage, sft.method, sft.lora.r, sft.sft.packing) == ("sft", "lora", 16, False)
