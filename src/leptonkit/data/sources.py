@@ -1,0 +1,217 @@
+"""Streaming readers: each yields ``(line_number, row)`` from one file without loading it whole.
+
+Formats: jsonl, json (one array of objects, decoded incrementally), csv, tsv (quoting off: real sentiment files
+hold bare quotes), conll (token and tag columns, blank line between sentences, ``-DOCSTART-`` skipped) and txt
+(one document per file, per blank-line block or per line). A row a reader cannot parse is a :class:`RowError`
+carrying its line number; the caller decides (``--on-error skip|fail``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leptonkit.errors import InvalidInputError
+
+FORMATS = ("jsonl", "json", "csv", "tsv", "conll", "txt")
+EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".conll": "conll",
+    ".iob": "conll",
+    ".bio": "conll",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "txt",
+}
+DOC_UNITS = ("block", "file", "line")
+_JSON_CHUNK = 1 << 16
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class RowError(ValueError):
+    """One unreadable row: the message says what is wrong with it; ``line`` is 1-based."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    fmt: str | None = None
+    tag_col: int = -1
+    doc_unit: str = "block"
+    csv_quoting: bool | None = None  # None: on for csv, off for tsv
+
+
+def detect_format(path: Path, fmt: str | None, task: str | None = None) -> str:
+    """The format named by ``--format``, else by the extension; a ``.txt`` file of an ner task is CoNLL."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise InvalidInputError(f"unknown format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
+        return fmt
+    found = EXTENSIONS.get(path.suffix.lower())
+    if found == "txt" and task == "ner":
+        return "conll"
+    if found is None:
+        raise InvalidInputError(
+            f"cannot tell the format of {path} from its extension",
+            hint=f"pass --format ({', '.join(FORMATS)})",
+        )
+    return found
+
+
+def read_rows(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    """``(line, row)`` pairs; a row is a dict (jsonl, json, csv, tsv), ``(tokens, tags)`` (conll) or ``str`` (txt)."""
+    reader = {"jsonl": _jsonl, "json": _json_array, "csv": _delimited, "tsv": _delimited, "conll": _conll}.get(
+        fmt, _text
+    )
+    return reader(path, fmt, options)
+
+
+def _open(path: Path):
+    return path.open(encoding="utf-8", errors="strict", newline="")
+
+
+def _jsonl(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    with _open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield number, RowError(number, f"invalid JSON ({err.msg} at column {err.colno})")
+                continue
+            yield number, row if isinstance(row, dict) else RowError(number, "a JSON line must be an object")
+
+
+def _json_array(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    """Elements of a top-level JSON array, decoded one at a time from a sliding buffer (bounded memory)."""
+    decoder = json.JSONDecoder()
+    with _open(path) as f:
+        buffer, line, started, eof = "", 1, False, False
+        while True:
+            stripped = buffer.lstrip(" \t\r\n,")
+            line += buffer[: len(buffer) - len(stripped)].count("\n")
+            buffer = stripped
+            if not buffer and not eof:
+                buffer = f.read(_JSON_CHUNK)
+                eof = not buffer
+                continue
+            if not buffer:
+                raise InvalidInputError(f"{path}: the JSON array is not closed", hint="end the file with ']'")
+            if not started:
+                if buffer[0] != "[":
+                    raise InvalidInputError(f"{path}: a .json input must hold one array of records", hint="use .jsonl")
+                buffer, started = buffer[1:], True
+                continue
+            if buffer[0] == "]":
+                return
+            try:
+                row, end = decoder.raw_decode(buffer)
+            except json.JSONDecodeError as err:
+                if eof:
+                    raise InvalidInputError(
+                        f"{path}:{line + err.lineno - 1}: invalid JSON ({err.msg})", hint="fix the file"
+                    ) from None
+                chunk = f.read(_JSON_CHUNK)
+                eof = not chunk
+                buffer += chunk
+                continue
+            yield line, row if isinstance(row, dict) else RowError(line, "an array element must be an object")
+            line += buffer[:end].count("\n")
+            buffer = buffer[end:]
+
+
+def _delimited(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    quoting = options.csv_quoting if options.csv_quoting is not None else fmt == "csv"
+    with _open(path) as f:
+        reader = csv.reader(
+            f, delimiter="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+        )
+        header = next(reader, None)
+        if header is None:
+            return
+        header = [h.strip() for h in header]
+        for values in reader:
+            number = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                yield number, RowError(number, f"{len(values)} columns where the header has {len(header)}")
+                continue
+            yield number, dict(zip(header, values, strict=True))
+
+
+def csv_header(path: Path, fmt: str) -> list[str]:
+    with _open(path) as f:
+        first = f.readline()
+    return [h.strip() for h in next(csv.reader([first], delimiter="\t" if fmt == "tsv" else ","), [])]
+
+
+def _conll(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    """Sentences of a CoNLL file; the column count is fixed by the first token line, and must not change."""
+    tokens: list[str] = []
+    tags: list[str] = []
+    start, width, bad = 0, None, None
+    with _open(path) as f:
+        for number, raw in enumerate(f, 1):
+            line = raw.strip()
+            if line.startswith("-DOCSTART-") or not line:
+                if tokens or bad:
+                    yield start, bad or (tokens, tags)
+                tokens, tags, bad = [], [], None
+                continue
+            columns = line.split()
+            if width is None:
+                width = len(columns)
+                if width < 2 or not -width <= options.tag_col < width:
+                    raise InvalidInputError(
+                        f"{path}:{number}: CoNLL line has {width} column(s), cannot take tag column {options.tag_col}",
+                        hint="a CoNLL file needs TOKEN ... TAG columns separated by whitespace; set --tag-col",
+                    )
+            if not tokens and bad is None:
+                start = number
+            if len(columns) != width:
+                bad = bad or RowError(number, f"{len(columns)} columns where the file has {width}")
+                continue
+            tokens.append(columns[0])
+            tags.append(columns[options.tag_col])
+    if tokens or bad:
+        yield start, bad or (tokens, tags)
+
+
+def _text(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    if options.doc_unit not in DOC_UNITS:
+        raise InvalidInputError(f"unknown --doc-unit {options.doc_unit!r}", hint=f"use one of: {', '.join(DOC_UNITS)}")
+    with _open(path) as f:
+        if options.doc_unit == "file":
+            yield 1, f.read()
+            return
+        block: list[str] = []
+        start = 1
+        for number, line in enumerate(f, 1):
+            if options.doc_unit == "line":
+                if line.strip():
+                    yield number, line
+                continue
+            if line.strip():
+                if not block:
+                    start = number
+                block.append(line)
+            elif block:
+                yield start, "".join(block)
+                block = []
+        if block:
+            yield start, "".join(block)

@@ -1,0 +1,354 @@
+"""Detect and de-identify PII in text: patterns and gazetteers for structured values, an NER model for names.
+
+One detector serves three callers: ``data prepare`` (training data), request logging and the serving safety filter.
+``PiiDetector().redact("mail me at a@b.io")`` -> ``"mail me at [EMAIL]"``. Names, places and organisations need an NER
+model from the registry (``model=REF``; by default the version aliased ``@pii``, which ``leptonkit data pii-setup``
+builds); without one only the pattern and gazetteer types are found and :attr:`PiiDetector.names_detected` is false.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Any, ClassVar
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.privacy.recognizers import PII_TYPES, RECOGNIZERS
+
+AUTO = "auto"
+PII_ALIAS = "pii"
+MODES = ("mask", "pseudonymize")
+NO_MODEL_WARNING = (
+    "no NER model aliased @pii in the registry: names, places and organisations are not detected "
+    "(build one with `leptonkit data pii-setup`, or pass --pii-model REF)"
+)
+# CoNLL-style entity types of an NER model, as PII types; other types (e.g. MISC) are not PII here.
+MODEL_TYPES = {
+    "PER": "PERSON",
+    "PERSON": "PERSON",
+    "LOC": "LOCATION",
+    "GPE": "LOCATION",
+    "LOCATION": "LOCATION",
+    "ORG": "ORGANIZATION",
+    "ORGANIZATION": "ORGANIZATION",
+}
+# A model span's score is its probability times this: a confident name beats a gazetteer hit or a bare year, but
+# never a validated structure (an address, an email) it overlaps, which would otherwise be left half unmasked.
+MODEL_WEIGHT = 0.75
+# Texts longer than this are split at whitespace for the NER model, whose input is truncated at 512 tokens.
+MODEL_CHUNK_CHARS = 1200
+
+
+@dataclass(frozen=True)
+class PiiSpan:
+    """One PII occurrence: ``text[start:end] == value``; ``source`` is pattern, gazetteer or model."""
+
+    start: int
+    end: int
+    type: str
+    value: str
+    score: float
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@cache
+def _location_gazetteer() -> re.Pattern[str]:
+    """Country and US state names from Faker's locale data, longest first, as one case-sensitive pattern."""
+    from faker.providers.address.en_US import Provider
+
+    names = {*Provider.countries, *Provider.states, "USA", "UK", "U.S.", "U.K."}
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+
+
+def _pattern_spans(text: str, types: frozenset[str]) -> list[PiiSpan]:
+    spans = [
+        PiiSpan(start, end, rec.type, text[start:end], rec.score, "pattern")
+        for rec in RECOGNIZERS
+        if rec.type in types
+        for start, end in rec.find(text)
+    ]
+    if "LOCATION" in types:
+        spans += [
+            PiiSpan(m.start(), m.end(), "LOCATION", m.group(), 0.6, "gazetteer")
+            for m in _location_gazetteer().finditer(text)
+        ]
+    return spans
+
+
+def resolve_overlaps(spans: Sequence[PiiSpan]) -> list[PiiSpan]:
+    """Non-overlapping spans, sorted by position, that still cover every character any span covered.
+
+    Overlapping spans of one type become their union. Across types the highest score, then the longest, wins the
+    shared characters; what a losing span covers beyond the winner stays a span of its own type (trimmed of spaces
+    and punctuation), so a name that runs into an email address is never left half unmasked.
+    """
+    united: list[PiiSpan] = []
+    for span in sorted(spans, key=lambda s: (s.type, s.start)):
+        last = united[-1] if united else None
+        if last is not None and last.type == span.type and span.start < last.end:
+            end = max(last.end, span.end)
+            value = last.value + span.value[last.end - span.start :] if span.end > last.end else last.value
+            united[-1] = PiiSpan(last.start, end, last.type, value, max(last.score, span.score), last.source)
+        else:
+            united.append(span)
+    chosen: list[PiiSpan] = []
+    for span in sorted(united, key=lambda s: (-s.score, s.start - s.end, s.start)):
+        chosen.extend(_uncovered(span, chosen))
+    return sorted(chosen, key=lambda s: s.start)
+
+
+def _uncovered(span: PiiSpan, chosen: Sequence[PiiSpan]) -> list[PiiSpan]:
+    """The pieces of ``span`` outside every chosen span that still hold a letter or digit."""
+    overlapping = [k for k in chosen if k.start < span.end and span.start < k.end]
+    if not overlapping:
+        return [span]
+    pieces, start = [], span.start
+    for kept in sorted(overlapping, key=lambda k: k.start):
+        pieces.append((start, kept.start))
+        start = max(start, kept.end)
+    pieces.append((start, span.end))
+    out = []
+    for a, b in pieces:
+        if b <= a:
+            continue
+        value = span.value[a - span.start : b - span.start]
+        stripped = value.strip(_TRIM)
+        if any(c.isalnum() for c in stripped):
+            a += len(value) - len(value.lstrip(_TRIM))
+            out.append(PiiSpan(a, a + len(stripped), span.type, stripped, span.score, span.source))
+    return out
+
+
+_TRIM = " \t\n.,;:!?()[]{}'\"-@"
+
+
+# Between two parts of one postal address: up to three words (a town, a state code), commas, line breaks.
+_ADDRESS_GAP = re.compile(r"[\s,]*(?:[^\W\d_][\w.'()-]*[\s,]*){0,3}")
+
+
+def merge_addresses(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
+    """Join an address with the town, region, country and postcode that follow it into one ADDRESS span.
+
+    ``24 Clarke Avenue\nLondon, UK 75419`` is one address, not an address, a place and a number: masked as one,
+    nothing between the parts (the town name) is left in clear. Only parts that follow an address are joined.
+    """
+    merged: list[PiiSpan] = []
+    for span in spans:
+        last = merged[-1] if merged else None
+        if last is not None and last.type == "ADDRESS" and span.type in ("ADDRESS", "LOCATION"):
+            gap = text[last.end : span.start]
+            if _ADDRESS_GAP.fullmatch(gap) and ("\n" in gap or "," in gap or not gap.strip()):
+                merged[-1] = PiiSpan(
+                    last.start, span.end, "ADDRESS", text[last.start : span.end], last.score, last.source
+                )
+                continue
+        merged.append(span)
+    return merged
+
+
+# What may separate two pieces of one name on a line: "Faina D. Yefremova" can come out as Faina / D / Yefremova.
+_NAME_GAP = re.compile(r"[ .'-]{1,3}")
+
+
+def _join_fragments(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
+    """Join model entities of one type that only a space, initial's dot or hyphen separates (one name, not three)."""
+    joined: list[PiiSpan] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        last = joined[-1] if joined else None
+        if last is not None and last.type == span.type and _NAME_GAP.fullmatch(text[last.end : span.start]):
+            score = min(last.score, span.score)
+            joined[-1] = PiiSpan(last.start, span.end, span.type, text[last.start : span.end], score, "model")
+        else:
+            joined.append(span)
+    return joined
+
+
+def _chunks(text: str) -> list[tuple[int, str]]:
+    """``(offset, piece)`` pieces of at most MODEL_CHUNK_CHARS, cut at whitespace where there is some."""
+    pieces, start = [], 0
+    while len(text) - start > MODEL_CHUNK_CHARS:
+        cut = max(text.rfind(c, start + MODEL_CHUNK_CHARS // 2, start + MODEL_CHUNK_CHARS) for c in " \n\t")
+        cut = cut if cut > start else start + MODEL_CHUNK_CHARS
+        pieces.append((start, text[start:cut]))
+        start = cut
+    pieces.append((start, text[start:]))
+    return pieces
+
+
+class Pseudonymizer:
+    """A consistent fake value per real value: HMAC(key, type, value) seeds Faker, so one key, one mapping.
+
+    The same person is the same fake person across a whole dataset (and across datasets prepared with the same
+    key); without a key a random one is drawn, so the mapping cannot be recomputed from a guessed value.
+    """
+
+    GENERATORS: ClassVar[dict[str, Callable[[Any, str], str]]] = {
+        "PERSON": lambda f, v: f.name(),
+        "LOCATION": lambda f, v: f.city(),
+        "ORGANIZATION": lambda f, v: f.company(),
+        "ADDRESS": lambda f, v: f.street_address(),
+        "EMAIL": lambda f, v: f.email(),
+        "PHONE": lambda f, v: f.phone_number(),
+        "CREDIT_CARD": lambda f, v: f.credit_card_number(),
+        "IBAN": lambda f, v: f.iban(),
+        "IP": lambda f, v: f.ipv6() if ":" in v else f.ipv4(),
+        "URL": lambda f, v: f.url(),
+        "US_SSN": lambda f, v: f.ssn(),
+        "DATE": lambda f, v: f.date(),
+    }
+
+    def __init__(self, key: str | bytes | None = None) -> None:
+        from faker import Faker
+
+        self.keyed = key is not None
+        self._key = key.encode() if isinstance(key, str) else (key or secrets.token_bytes(32))
+        self._faker = Faker("en_US")
+        self._cache: dict[tuple[str, str], str] = {}
+
+    def fake(self, pii_type: str, value: str) -> str:
+        cached = self._cache.get((pii_type, value))
+        if cached is None:
+            digest = hmac.new(self._key, f"{pii_type}\0{value}".encode(), hashlib.sha256).digest()
+            self._faker.seed_instance(int.from_bytes(digest[:8], "big"))
+            cached = self.GENERATORS.get(pii_type, lambda f, v: f"[{pii_type}]")(self._faker, value)
+            self._cache[(pii_type, value)] = cached
+        return cached
+
+
+class PiiDetector:
+    """Find PII spans in text and mask or pseudonymize them.
+
+    ``model``: a registry reference or folder of an NER model for PERSON/LOCATION/ORGANIZATION, ``"auto"`` for
+    the version aliased ``@pii`` when one exists, or ``None`` for patterns and gazetteers only.
+    """
+
+    def __init__(
+        self,
+        model: str | None = AUTO,
+        *,
+        types: Sequence[str] | None = None,
+        key: str | bytes | None = None,
+        registry: Any = None,
+    ) -> None:
+        unknown = sorted(set(types or ()) - set(PII_TYPES))
+        if unknown:
+            raise InvalidInputError(f"unknown PII type(s) {', '.join(unknown)}", hint=f"known: {', '.join(PII_TYPES)}")
+        self.types = frozenset(types or PII_TYPES)
+        self._registry = registry
+        self.model_ref = find_pii_model(registry) if model == AUTO else model
+        self._loaded: Any = None
+        self._key = key
+        self._pseudonymizer: Pseudonymizer | None = None
+        if model == AUTO and self.model_ref is None:
+            warnings.warn(NO_MODEL_WARNING, stacklevel=2)
+
+    @property
+    def names_detected(self) -> bool:
+        return self.model_ref is not None
+
+    @property
+    def pseudonymizer(self) -> Pseudonymizer:
+        if self._pseudonymizer is None:
+            self._pseudonymizer = Pseudonymizer(self._key)
+        return self._pseudonymizer
+
+    def detect(self, text: str) -> list[PiiSpan]:
+        """PII spans in ``text``, non-overlapping, sorted by position."""
+        return self.detect_batch([text])[0]
+
+    def detect_batch(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
+        """Spans for many texts; the NER model (if any) runs batched over all of them at once."""
+        found = [_pattern_spans(text, self.types) for text in texts]
+        if self.model_ref is not None and self.types & {"PERSON", "LOCATION", "ORGANIZATION"}:
+            for spans, model_spans in zip(found, self._model_spans(texts), strict=True):
+                spans.extend(model_spans)
+        return [merge_addresses(text, resolve_overlaps(spans)) for text, spans in zip(texts, found, strict=True)]
+
+    def _model_spans(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
+        from leptonkit.inference import extract_entities
+
+        if self._loaded is None:
+            from leptonkit.registry.loading import load_model
+
+            self._loaded = load_model(self.model_ref, task="ner", registry=self._registry)
+        pieces = [
+            (i, offset, piece) for i, text in enumerate(texts) for offset, piece in _chunks(text) if piece.strip()
+        ]
+        results: list[list[PiiSpan]] = [[] for _ in texts]
+        if not pieces:
+            return results
+        entities = extract_entities(self._loaded, [piece for _, _, piece in pieces])
+        for (i, offset, _), found in zip(pieces, entities, strict=True):
+            for ent in found:
+                pii_type = MODEL_TYPES.get(ent["type"].upper())
+                if pii_type in self.types:
+                    start, end = offset + ent["start"], offset + ent["end"]
+                    score = MODEL_WEIGHT * float(ent["score"])
+                    results[i].append(PiiSpan(start, end, pii_type, texts[i][start:end], score, "model"))
+        return [_join_fragments(text, spans) for text, spans in zip(texts, results, strict=True)]
+
+    def replacement(self, span: PiiSpan, mode: str) -> str:
+        """What replaces a span: ``[TYPE]`` for mask, a consistent fake value for pseudonymize."""
+        if mode == "mask":
+            return f"[{span.type}]"
+        check_mode(mode)
+        return self.pseudonymizer.fake(span.type, span.value)
+
+    def apply(self, text: str, spans: Sequence[PiiSpan], mode: str = "mask") -> str:
+        """``text`` with each (non-overlapping, sorted) span replaced."""
+        out, last = [], 0
+        for span in spans:
+            out += [text[last : span.start], self.replacement(span, mode)]
+            last = span.end
+        out.append(text[last:])
+        return "".join(out)
+
+    def redact(self, text: str, mode: str = "mask") -> str:
+        return self.apply(text, self.detect(text), check_mode(mode))
+
+    def redact_batch(self, texts: Sequence[str], mode: str = "mask") -> list[str]:
+        check_mode(mode)
+        return [self.apply(t, s, mode) for t, s in zip(texts, self.detect_batch(texts), strict=True)]
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InvalidInputError(f"unknown redaction mode {mode!r}", hint=f"use one of: {', '.join(MODES)}")
+    return mode
+
+
+def find_pii_model(registry: Any = None) -> str | None:
+    """The ``NAME@pii`` reference of the version aliased ``@pii``, or ``None`` when there is none."""
+    from leptonkit.config import home
+    from leptonkit.registry import Registry
+
+    if registry is None:
+        if not (home() / "registry.db").is_file():
+            return None
+        registry = Registry()
+    hits = [v for v in registry.list() if PII_ALIAS in v.aliases]
+    newest = max(hits, key=lambda v: (v.created_at, v.name), default=None)  # several names aliased: the latest
+    return f"{newest.name}@{PII_ALIAS}" if newest else None
+
+
+@cache
+def default_detector() -> PiiDetector:
+    """A process-wide detector (patterns + the ``@pii`` model when present), for one-call redaction."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return PiiDetector()
+
+
+def redact(text: str, mode: str = "mask") -> str:
+    """Redact one string with the default detector: ``redact("call 555-123-4567")`` -> ``"call [PHONE]"``."""
+    return default_detector().redact(text, mode)

@@ -1,0 +1,217 @@
+"""Pattern recognizers for structured PII, each a regex plus a validator (checksums where the format has one).
+
+Presidio's recognizers were the model for these, but ``presidio_analyzer`` imports spaCy at import time and
+spaCy's English models are not on PyPI, so the patterns live here: compiled once, pure ``re`` + stdlib, a few
+microseconds per short string. A recognizer's ``score`` settles overlaps: a checksum-validated card (1.0) wins over
+a phone-shaped digit run (0.5) on the same characters.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+PII_TYPES = (
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "IBAN",
+    "IP",
+    "URL",
+    "US_SSN",
+    "DATE",
+    "PERSON",
+    "LOCATION",
+    "ORGANIZATION",
+    "ADDRESS",
+)
+
+
+@dataclass(frozen=True)
+class Recognizer:
+    """One PII type's pattern: group ``pii`` (or the whole match) is the span; ``validate`` may reject a match."""
+
+    type: str
+    pattern: re.Pattern[str]
+    score: float
+    validate: Callable[[str], bool] | None = None
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        for match in self.pattern.finditer(text):
+            group = "pii" if "pii" in self.pattern.groupindex else 0
+            start, end = match.span(group)
+            if start < end and (self.validate is None or self.validate(text[start:end])):
+                yield start, end
+
+
+def luhn_ok(value: str) -> bool:
+    """The Luhn checksum of a card number (separators ignored), with a length of 12 (Maestro) to 19 digits."""
+    digits = [int(c) for c in value if c.isdigit()]
+    if not 12 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        if i % 2:
+            digit *= 2
+            if digit > 9:
+                digit -= 9
+        total += digit
+    return total % 10 == 0
+
+
+def card_ok(value: str) -> bool:
+    """Luhn-valid, and grouped like a card when grouped at all (4-4-4-4[-3] or Amex 4-6-5), not like a phone."""
+    groups = [len(g) for g in re.split(r"[ -]", value)]
+    if len(groups) > 1 and not (groups == [4, 6, 5] or (groups[:-1] == [4] * (len(groups) - 1) and groups[-1] <= 4)):
+        return False
+    return luhn_ok(value)
+
+
+def iban_ok(value: str) -> bool:
+    """ISO 13616 mod-97 check: move the first four characters to the end, letters to numbers, remainder 1."""
+    compact = value.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def ip_ok(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def ssn_ok(value: str) -> bool:
+    """SSA rules: area not 000, 666 or 9xx; group not 00; serial not 0000; not all one digit."""
+    digits = re.sub(r"\D", "", value)
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return (
+        len(digits) == 9
+        and area not in ("000", "666")
+        and not area.startswith("9")
+        and group != "00"
+        and serial != "0000"
+        and len(set(digits)) > 1
+    )
+
+
+def phone_ok(value: str) -> bool:
+    """7-15 digits (E.164's maximum), and not shaped like a date (``2000-04-16``) or a decimal number."""
+    number = re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0]
+    digits = sum(c.isdigit() for c in number)
+    if not 7 <= digits <= 15:
+        return False
+    return not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d+\.\d+", number)
+
+
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
+    r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_WEEKDAY = r"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day"
+_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AaPp][Mm])?)?"
+
+
+def _street_words() -> str:
+    """Street types: Faker's en_US list (Alley ... Wells) plus the usual abbreviations, longest first."""
+    from faker.providers.address.en_US import Provider
+
+    abbreviations = ("St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Ter", "Cir", "Pkwy", "Hwy", "Sq", "Trl", "str")
+    words = {*Provider.street_suffixes, *abbreviations, "Boulevard", "Close", "Vale", "Avenues", "Strasse", "Straße"}
+    return "(?:" + "|".join(sorted(words, key=len, reverse=True)) + ")"
+
+
+_STREET = _street_words()
+_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|Box|PSC)\.?\s*#?\d+[A-Za-z]?"
+# Street forms of other languages: a leading street word (Via Roma 12), a compound ending in a street word
+# (Koskikatu 25, Søndergade 52), or a trailing one (Király u. 15.), each with an optional house number first.
+_STREET_FIRST = (
+    r"(?:Via|Viale|Corso|Piazza|Largo|Rua|Rue|Calle|Avenida|Av\.|Praça|Travessa|Strada|Ulica|ul\.|Carrer|Paseo)"
+)
+_STREET_COMPOUND = (
+    r"[^\W\d_][\w'-]*(?:katu|tie|kuja|polku|gade|vej|stræde|gatan|vägen|gata|veien|vegen|straße|strasse|weg|laan|"
+    r"straat|gasse|allee|platz|utca)"
+)
+_STREET_LAST = r"(?:u\.|utca|tér|út|körút)"
+_HOUSE = r"\d{1,5}[A-Za-z]?\.?(?!\w)"
+
+RECOGNIZERS: tuple[Recognizer, ...] = (
+    Recognizer(
+        "EMAIL",
+        re.compile(r"(?<![\w.+-])[\w.%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?![\w-])"),
+        1.0,
+    ),
+    Recognizer(
+        "URL",
+        re.compile(r"(?<![\w@])(?P<pii>(?:https?://|www\.)[^\s<>\"'()\[\]]+?)(?=[.,;:!?)\]]*(?:\s|$|[<>\"']))", re.I),
+        0.9,
+    ),
+    Recognizer("CREDIT_CARD", re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])"), 1.0, card_ok),
+    Recognizer(
+        "IBAN",
+        re.compile(
+            r"(?<!\w)(?:(?i:[a-z]{2}\d{2}[a-z0-9]{11,30})|[A-Z]{2}\d{2}(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?!\w)"
+        ),
+        1.0,
+        iban_ok,
+    ),
+    Recognizer("IP", re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)"), 0.95, ip_ok),
+    Recognizer(
+        "IP",
+        re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})(?![\w:])"),
+        0.95,
+        ip_ok,
+    ),
+    Recognizer("US_SSN", re.compile(r"(?<![\w-])\d{3}([- ])\d{2}\1\d{4}(?![\w-])"), 0.85, ssn_ok),
+    Recognizer(
+        "PHONE",
+        re.compile(
+            r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(0\) ?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,10}(?:[ .-]\d{1,7}){0,5}"
+            r"(?: ?(?:x|ext\.?) ?\d{1,5})?(?!\w|-\d)",
+            re.I,
+        ),
+        0.5,
+        phone_ok,
+    ),
+    Recognizer(
+        "DATE",
+        re.compile(
+            rf"(?<![\w/.-])(?:\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}|\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:\d{{4}}|\d{{2}}){_TIME}"
+            rf"|\d{{1,2}}(?:st|nd|rd|th)?(?:\s+of)?\s+{_MONTH},?\s+\d{{4}}|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"
+            rf"|{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?)(?![\w/-]|\.\d)"
+        ),
+        0.7,
+    ),
+    Recognizer("DATE", re.compile(rf"\b{_WEEKDAY}\b", re.I), 0.6),
+    Recognizer("DATE", re.compile(r"(?<![\w$€£.,-])(?:19|20)\d{2}(?![\w%.,-]\d|\w)"), 0.4),
+    Recognizer(
+        "ADDRESS",
+        re.compile(
+            rf"(?<!\w)\d{{1,6}}[A-Za-z]?(?:\s+\d{{1,5}})?\s+(?:[A-Z][\w'.-]*\s+){{1,4}}{_STREET}\.?(?!\w)"
+            rf"(?:,?\s+{_UNIT})*"
+        ),
+        0.8,
+    ),
+    Recognizer("ADDRESS", re.compile(rf"(?<!\w){_UNIT}(?:,?\s+{_UNIT})*(?!\w)"), 0.8),
+    Recognizer(
+        "ADDRESS",
+        re.compile(rf"(?<!\w)[A-ZÀ-Þ][\w'-]*(?:\s+[A-ZÀ-Þ][\w'-]*){{0,2}}\s+{_STREET}\.?\s+\d{{1,5}}[A-Za-z]?(?!\w)"),
+        0.7,
+    ),
+    Recognizer(
+        "ADDRESS",
+        re.compile(
+            rf"(?<!\w)(?:\d{{1,6}}\s+)?(?:{_STREET_FIRST}(?:\s+[^\W\d_][\w'.-]*){{1,4}}?\s+{_HOUSE}"
+            rf"|\d{{1,5}}\s+{_STREET_FIRST}(?:\s+[A-Z][\w'-]*){{1,4}}"
+            rf"|(?i:{_STREET_COMPOUND})\s+{_HOUSE}"
+            rf"|[^\W\d_][\w'-]*(?:\s+[^\W\d_][\w'-]*)?\s+{_STREET_LAST}\s+{_HOUSE})(?:,?\s+{_UNIT})*"
+        ),
+        0.76,
+    ),
+    Recognizer("ADDRESS", re.compile(r"(?<![\w$€£.,-])\d{5}(?:-\d{4})?(?![\w%]|[.,]\d)"), 0.35),
+)

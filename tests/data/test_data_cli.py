@@ -1,0 +1,57 @@
+"""``leptonkit data ...`` as a user runs it: real subprocesses, JSON output, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import shared_data
+
+
+def test_prepare_cli_writes_the_dataset_and_prints_the_manifest(cli, tmp_path):
+    src = tmp_path / "tickets.jsonl"
+    src.write_text("\n".join(json.dumps({"text": f"row {i} mail a{i}@x.io", "label": "ab"[i % 2]}) for i in range(20)))
+    result = cli(
+        "data",
+        "prepare",
+        str(src),
+        "--task",
+        "classification",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        "--pii-model",
+        "none",
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = result.json()
+    assert manifest["pii"]["counts"] == {"EMAIL": 20}
+    assert sum(s["rows"] for s in manifest["splits"].values()) == 20
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["content_hash"] == manifest["content_hash"]
+
+
+def test_prepare_cli_errors_are_one_line_with_exit_2(cli, tmp_path):
+    conll = tmp_path / "bad.conll"
+    conll.write_text("EU NNP B-ORG\nrejects O\n")
+    result = cli("data", "prepare", str(conll), "--task", "ner", "--out", str(tmp_path / "o"), "--pii", "off")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {conll}:2: 2 columns where the file has 3 (fix the line, or pass --on-error skip)"
+    ]
+    missing = cli("data", "prepare", str(tmp_path / "nope.csv"), "--task", "text", "--out", str(tmp_path / "o"))
+    assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_redact_cli_is_a_pipeline_filter(cli):
+    result = cli("data", "redact", "--pii-model", "none", input="ip 10.1.2.3\nssn 125-17-4954, ok\n")
+    assert result.returncode == 0
+    assert result.stdout == "ip [IP]\nssn [US_SSN], ok\n"
+
+
+def test_pii_eval_cli_json_shape(cli):
+    path = shared_data("pii", "synth_dataset_v2.json")
+    result = cli("data", "pii-eval", str(path), "--pii-model", "none", "--limit", "300", "--json")
+    assert result.returncode == 0, result.stderr
+    out = result.json()
+    assert set(out["overall"]) >= {"precision", "recall", "f1", "char_recall", "char_precision"}
+    assert out["per_type"]["EMAIL"]["char_recall"] == 1.0 and out["records_per_s"] > 0
+    assert out["records"] == 300

@@ -1,0 +1,64 @@
+"""``pii-setup`` end to end on a slice of the real CoNLL-2003 files, with a tiny encoder as the base so the
+fine-tuning run takes seconds: the result is registered as an NER model, aliased @pii and found by the detector."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.privacy.pii import PiiDetector, find_pii_model
+from leptonkit.privacy.setup import conll_inputs, setup_pii_model
+from tests.conftest import shared_data
+
+
+@pytest.fixture
+def tiny_base(tmp_path) -> str:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from leptonkit.registry.store import builtin_source
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    folder = tmp_path / "tiny-base"
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_pii_setup_trains_registers_and_aliases_the_ner_model(registry, tiny_base, tmp_path):
+    conll = shared_data("conll2003")
+    version = setup_pii_model(
+        conll,
+        base=tiny_base,
+        name="pii-test",
+        limit=60,
+        work_dir=tmp_path / "prepared",
+        registry=registry,
+        max_steps=2,
+        batch_size=8,
+        precision="fp32",
+    )
+    assert version.task == "ner" and "pii" in version.aliases and version.tags["purpose"] == "pii"
+    assert find_pii_model(registry) == "pii-test@pii"
+    labels = json.loads((version.path / "config.json").read_text())["id2label"].values()
+    assert {"B-PER", "B-LOC", "B-ORG"} <= set(labels)
+    prepared = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
+    assert prepared["pii"]["mode"] == "off" and prepared["rows"]["in"] == 180  # 60 sentences of each file
+    assert PiiDetector(registry=registry).names_detected
+
+
+def test_pii_setup_without_data_says_how_to_give_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("LEPTONKIT_PII_DATA", raising=False)
+    with pytest.raises(InvalidInputError, match="pass --data CONLL_DIR"):
+        conll_inputs(None)
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(InvalidInputError, match="holds no train/valid/test files"):
+        conll_inputs(tmp_path)
