@@ -1,0 +1,110 @@
+"""Encoder dynamic batching: ``/v1/classify`` with MiniLM at 32 concurrent clients, batched vs one at a time.
+
+The same server command runs twice: with dynamic batching (``--encoder-max-batch 32 --encoder-max-wait-ms 5``) and
+one request per forward (``--encoder-max-batch 1 --encoder-max-wait-ms 0``). Writes
+``benchmarks/results/serve_encoder.json``.
+
+    .venv/bin/python benchmarks/serve_encoder.py [--requests 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from serve_common import RESULTS, leptonkit_server
+
+SENTENCES = [
+    "The film was a delight from start to finish.",
+    "I want my two hours back.",
+    "A solid, if unremarkable, thriller.",
+    "Absolutely stunning performances all round.",
+]
+
+
+def make_classifier(home: Path) -> None:
+    """MiniLM with a (random) two-label head, registered as ``sentiment``: the speed is the encoder's."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from leptonkit.registry import Registry
+    from leptonkit.registry.store import builtin_source
+
+    source = builtin_source("builtin:minilm")[0]
+    labels = {0: "negative", 1: "positive"}
+    model = AutoModelForSequenceClassification.from_pretrained(source, id2label=labels, label2id={"negative": 0})
+    Registry(home).register(
+        model, name="sentiment", task="classification", tokenizer=AutoTokenizer.from_pretrained(source)
+    )
+
+
+async def load(url: str, requests: int, clients: int) -> dict:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+        counter = iter(range(requests))
+
+        async def client() -> int:
+            done = 0
+            for i in counter:
+                body = {"model": "sentiment", "input": SENTENCES[i % len(SENTENCES)]}
+                response = await http.post("/v1/classify", json=body)
+                response.raise_for_status()
+                done += 1
+            return done
+
+        await http.post("/v1/classify", json={"model": "sentiment", "input": SENTENCES})  # warm-up
+        start = time.perf_counter()
+        done = sum(await asyncio.gather(*(client() for _ in range(clients))))  # 32 clients, one request each at a time
+        seconds = time.perf_counter() - start
+    return {"requests": done, "seconds": seconds, "requests_per_s": done / seconds}
+
+
+def mean_batch(url: str) -> float:
+    """Inputs per encoder forward, from the server's own ``leptonkit_batch_size`` histogram."""
+    samples = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("leptonkit_batch_size_") and 'model="sentiment"' in line:
+            samples[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+    return samples["leptonkit_batch_size_sum"] / max(samples["leptonkit_batch_size_count"], 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=512)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds, so both see the same CPU load.")
+    parser.add_argument("--max-wait-ms", default="5", help="The batched server's --encoder-max-wait-ms.")
+    args = parser.parse_args()
+    setups = {
+        "one_at_a_time": ["--encoder-max-batch", "1", "--encoder-max-wait-ms", "0"],
+        "dynamic_batching": ["--encoder-max-batch", "32", "--encoder-max-wait-ms", args.max_wait_ms],
+    }
+    totals = {label: {"requests": 0, "seconds": 0.0} for label in setups}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        home = Path(tmp)
+        make_classifier(home)
+        urls = {
+            label: stack.enter_context(leptonkit_server(home, "sentiment", *flags, "--threads", "1"))[0]
+            for label, flags in setups.items()
+        }
+        for _ in range(args.rounds):
+            for label, url in urls.items():
+                run = asyncio.run(load(url, args.requests // args.rounds, args.clients))
+                totals[label]["requests"] += run["requests"]
+                totals[label]["seconds"] += run["seconds"]
+        result = {label: t | {"requests_per_s": t["requests"] / t["seconds"]} for label, t in totals.items()}
+        for label, url in urls.items():
+            result[label]["mean_batch"] = mean_batch(url)
+    result["speedup"] = result["dynamic_batching"]["requests_per_s"] / result["one_at_a_time"]["requests_per_s"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_encoder.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

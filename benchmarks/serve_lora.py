@@ -1,0 +1,57 @@
+"""Multi-LoRA serving: 32 streamed requests spread over 8 LoRA adapters in one batch vs the base model alone.
+
+One server serves the ~17M Llama of ``serve_throughput.py`` with 8 adapters (rank 8 on q/k/v/o, random weights);
+the same workload (32 prompts x 32 tokens, 64 output tokens, all at once) runs against the base and round-robin over
+the adapters. Writes ``benchmarks/results/serve_lora.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from serve_common import RESULTS, leptonkit_server
+from serve_throughput import bench, build_model
+
+ADAPTERS = [f"lora{i}" for i in range(8)]
+
+
+def make_adapters(folder: Path, home: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from leptonkit.registry import Registry
+
+    registry = Registry(home)
+    base = registry.register(str(folder), name="bench-llama", task="generation")
+    for i, name in enumerate(ADAPTERS):
+        torch.manual_seed(i)
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        config = LoraConfig(r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False)
+        registry.register(get_peft_model(model, config), name=name, base=base.ref, task="generation")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, home = Path(tmp) / "model", Path(tmp) / "home"
+        build_model(folder)
+        make_adapters(folder, home)
+        flags = [arg for name in ADAPTERS for arg in ("--adapter", f"{name}={name}")]
+        with leptonkit_server(home, "bench-llama", *flags, "--max-adapters", "8", "--threads", "1") as (url, _):
+            workload = {"num_prompts": 32, "input_len": 32, "output_len": 64}
+            bench(url, "bench-llama", num_prompts=4, input_len=8, output_len=4)  # warm-up
+            result = {
+                "base": bench(url, "bench-llama", **workload),
+                "eight_adapters_mixed": bench(url, ",".join(ADAPTERS), **workload),
+            }
+    result["ratio"] = result["eight_adapters_mixed"]["output_throughput"] / result["base"]["output_throughput"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_lora.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k]["output_throughput"] for k in ("base", "eight_adapters_mixed")}, indent=2))
+    print("ratio", result["ratio"])
+
+
+if __name__ == "__main__":
+    main()

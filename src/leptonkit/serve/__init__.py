@@ -1,0 +1,1 @@
+"""The OpenAI-compatible server: ``create_app(ServeConfig(...))`` builds it; ``leptonkit serve`` runs it."""

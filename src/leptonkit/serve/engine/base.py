@@ -1,0 +1,107 @@
+"""What every generation engine (native continuous batching, vLLM) offers the HTTP routes.
+
+A request is submitted as prompt token ids plus :class:`SamplingParams`; the engine answers with an async stream of
+:class:`Delta` objects, one per generated token (text may be empty while a multi-byte character or a possible stop
+string is held back), the last one carrying ``finish_reason``. Closing the stream early aborts the request and frees
+its slot at the next engine step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from leptonkit.errors import LeptonkitError
+
+
+class QueueFullError(LeptonkitError):
+    """The engine's waiting queue is full: the client should retry later (HTTP 429 with ``Retry-After``)."""
+
+    http_status = 429
+    error_type = "rate_limit_error"
+
+
+class DeadlineError(LeptonkitError):
+    """A request did not finish within the server's request timeout (HTTP 504)."""
+
+    http_status = 504
+    error_type = "timeout_error"
+
+
+@dataclass
+class SamplingParams:
+    """Per-request sampling: ``temperature == 0`` is greedy; ``seed`` makes sampling reproducible."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    logprobs: bool = False
+    top_logprobs: int = 0
+    ignore_eos: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Delta:
+    """New output of one request: usually one token; several when the consumer fell behind."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    logprob: TokenLogprob | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class GenerationEngine(Protocol):
+    """A generator behind the OpenAI routes. ``tokenizer`` formats prompts; ``context_length`` bounds them."""
+
+    name: str
+    tokenizer: Any
+    context_length: int
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None
+    ) -> AsyncIterator[Delta]: ...
+
+    async def add_adapter(self, name: str, path: str) -> None: ...
+
+    async def remove_adapter(self, name: str) -> None: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+async def collect(stream: AsyncIterator[Delta]) -> list[Delta]:
+    """All deltas of a stream (non-streaming requests); cancelling it aborts the request."""
+    async with contextlib.aclosing(stream):
+        return [delta async for delta in stream]
+
+
+def deliver(loop: asyncio.AbstractEventLoop, items: list[tuple[asyncio.Queue, Any]]) -> None:
+    """Hand a batch of (queue, item) pairs from an engine thread to the event loop in one wake-up."""
+
+    def put_all() -> None:
+        for queue, item in items:
+            queue.put_nowait(item)
+
+    if items and not loop.is_closed():
+        loop.call_soon_threadsafe(put_all)

@@ -1,0 +1,363 @@
+"""The native generation engine: iteration-level continuous batching over a left-padded, batched KV cache.
+
+One engine thread owns the model. Each iteration it
+1. drops sequences that finished or whose client went away (their rows leave the KV cache),
+2. admits waiting requests up to ``max_num_seqs`` and a token budget (``max_batched_tokens`` minus one token per
+   running sequence) and prefills them together (left-padded, one forward), merging their KV cache into the batch,
+3. runs one decode step for every running sequence at once.
+
+Rows are right-aligned: all sequences share the cache's column index, padding sits on the left and is masked, and
+each row has its own position ids, so rows of different lengths decode in one ``forward``. Joining pads the shorter
+cache on the left; leaving drops rows and trims all-padding columns. This is how ``transformers.generate`` batches a
+static batch, with rows joining and leaving between steps. Mixed LoRA adapters share a step through peft's
+``adapter_names``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from leptonkit.errors import ConflictError, InvalidInputError
+from leptonkit.monitor import metrics
+from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, TokenLogprob, deliver
+from leptonkit.serve.engine.detokenize import Detokenizer
+from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
+
+_ids = itertools.count()
+
+
+class _Sequence:
+    def __init__(self, engine: NativeEngine, prompt_ids: list[int], params: SamplingParams, adapter: str | None):
+        self.id = next(_ids)
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.adapter = adapter
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.generator = make_generator(params)
+        self.detok = Detokenizer(engine.tokenizer, params.stop)
+        self.arrival = time.perf_counter()
+        self.last_time = 0.0
+        self.generated = 0
+        self.last_token = 0
+        self.aborted = False
+        self.finished = False
+
+
+class NativeEngine:
+    """Continuous batching for any ``transformers`` causal LM whose cache is a ``DynamicCache`` of full layers."""
+
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_num_seqs: int = 64,
+        max_queue: int = 256,
+        max_batched_tokens: int = 2048,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_num_seqs = max_num_seqs
+        self.max_queue = max_queue
+        self.max_batched_tokens = max_batched_tokens
+        config = model.config
+        self.context_length = int(getattr(config, "max_position_embeddings", None) or 2048)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        _check_cache_layout(config)
+        self.dtype = next(model.parameters()).dtype
+        self.device = next(model.parameters()).device
+        self._waiting: deque[_Sequence] = deque()
+        self._cv = threading.Condition()
+        self._model_lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # the running batch: one row per sequence
+        self._seqs: list[_Sequence] = []
+        self._cache: Any = None
+        self._mask: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
+        self._m_ttft = metrics.TIME_TO_FIRST_TOKEN.labels(model=name)
+        self._m_itl = metrics.INTER_TOKEN_LATENCY.labels(model=name)
+        self._m_queue = metrics.QUEUE_TIME.labels(model=name)
+        self._m_batch = metrics.BATCH_SIZE.labels(model=name)
+        self._m_running = metrics.RUNNING.labels(model=name)
+        self._m_waiting = metrics.WAITING.labels(model=name)
+        self._m_prompt = metrics.PROMPT_TOKENS.labels(model=name)
+        self._m_generated = metrics.GENERATION_TOKENS.labels(model=name)
+
+    # ---- the event-loop side -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None):
+        """Queue a request now (raising :class:`QueueFullError` at once) and return its stream of deltas."""
+        seq = _Sequence(self, prompt_ids, params, adapter)
+        with self._cv:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFullError(
+                    f"model {self.name} has {len(self._waiting)} requests waiting (limit {self.max_queue})",
+                    hint="retry after a moment",
+                )
+            self._waiting.append(seq)
+            self._m_waiting.set(len(self._waiting))
+            self._cv.notify()
+        return self._stream(seq)
+
+    async def _stream(self, seq: _Sequence) -> AsyncIterator[Delta]:
+        try:
+            while True:
+                item = await seq.queue.get()
+                # a consumer that fell behind gets the tokens queued meanwhile in one delta (as vLLM does), so a
+                # busy event loop spends less per token; per-token logprobs keep one delta per token
+                while not seq.params.logprobs and not seq.queue.empty() and isinstance(item, Delta):
+                    later = seq.queue.get_nowait()
+                    if isinstance(later, Delta):
+                        later = dataclasses.replace(
+                            later, text=item.text + later.text, token_ids=item.token_ids + later.token_ids
+                        )
+                    item = later
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if item.finish_reason is not None:
+                    return
+        finally:
+            if not seq.finished:
+                seq.aborted = True  # the engine drops the row at its next step
+                with self._cv:
+                    self._cv.notify()
+
+    def stats(self) -> dict[str, int]:
+        return {"running": len(self._seqs), "waiting": len(self._waiting)}
+
+    def uses_adapter(self, name: str) -> bool:
+        return any(s.adapter == name and not (s.aborted or s.finished) for s in (*self._seqs, *self._waiting))
+
+    async def add_adapter(self, name: str, path: str) -> None:
+        await asyncio.to_thread(self._add_adapter, name, path)
+
+    async def remove_adapter(self, name: str) -> None:
+        await asyncio.to_thread(self._remove_adapter, name)
+
+    def _add_adapter(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        with self._model_lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self.model.to(self.dtype).eval()
+
+    def _remove_adapter(self, name: str) -> None:
+        from peft import PeftModel
+
+        with self._model_lock:
+            if self.uses_adapter(name):
+                raise ConflictError(f"adapter {name} is serving requests", hint="retry when they have finished")
+            if not isinstance(self.model, PeftModel):
+                return
+            if set(self.model.peft_config) == {name}:
+                self.model = self.model.unload()
+            else:
+                self.model.delete_adapter(name)
+
+    # ---- the engine thread -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cv:
+                    while not self._stopping and not self._waiting and not self._seqs:
+                        self._cv.wait()
+                    if self._stopping:
+                        break
+                    admitted = self._admit()
+                with self._model_lock:
+                    try:
+                        self._iterate(admitted)
+                    except Exception as err:  # a bug or out of memory: fail this batch, keep serving
+                        self._fail(list(dict.fromkeys([*self._seqs, *admitted])), err)
+        self._fail([*self._seqs, *self._waiting], RuntimeError("the server is shutting down"))
+
+    def _admit(self) -> list[_Sequence]:
+        budget = self.max_batched_tokens - len(self._seqs)
+        admitted: list[_Sequence] = []
+        while self._waiting and len(self._seqs) + len(admitted) < self.max_num_seqs:
+            seq = self._waiting[0]
+            if seq.aborted:
+                self._waiting.popleft()
+                continue
+            if admitted and len(seq.prompt_ids) > budget:
+                break
+            budget -= len(self._waiting.popleft().prompt_ids)
+            admitted.append(seq)
+        self._m_waiting.set(len(self._waiting))
+        return admitted
+
+    def _iterate(self, admitted: list[_Sequence]) -> None:
+        self._drop_done()
+        out: list[tuple[asyncio.Queue, Any]] = []
+        admitted = [s for s in admitted if not s.aborted]
+        if admitted:
+            now = time.perf_counter()
+            for seq in admitted:
+                self._m_queue.observe(now - seq.arrival)
+                self._m_prompt.inc(len(seq.prompt_ids))
+            logits = self._prefill(admitted)
+            self._emit(admitted, logits, out)
+            self._drop_done()
+        if self._seqs:
+            seqs = self._seqs
+            ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)
+            self._mask = torch.cat([self._mask, self._mask.new_ones(len(seqs), 1)], dim=1)
+            logits = self._forward(ids, self._mask, self._positions[:, None], self._cache, seqs)
+            self._positions += 1
+            self._m_batch.observe(len(seqs))
+            self._emit(seqs, logits, out)
+        self._m_running.set(len(self._seqs))
+        deliver(self._loop, out)
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, seqs) -> Any:
+        kwargs = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "cache": cache,
+            "use_cache": True,
+            "logits_to_keep": 1,
+        }
+        adapters = [s.adapter for s in seqs]
+        if not hasattr(self.model, "peft_config"):
+            logits = self.model(**kwargs).logits
+        elif any(adapters):
+            logits = self.model(**kwargs, adapter_names=[a or "__base__" for a in adapters]).logits
+        else:
+            with self.model.disable_adapter():
+                logits = self.model(**kwargs).logits
+        return logits[:, -1, :].float()
+
+    def _prefill(self, seqs: list[_Sequence]) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        width = max(len(s.prompt_ids) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, width - len(seq.prompt_ids) :] = torch.tensor(seq.prompt_ids)
+            mask[row, width - len(seq.prompt_ids) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(ids, mask, positions, cache, seqs)
+        lengths = torch.tensor([len(s.prompt_ids) for s in seqs], device=self.device)
+        if not self._seqs:
+            self._cache, self._mask, self._positions = cache, mask, lengths
+        else:
+            total = max(self._mask.shape[1], width)
+            for old, new in zip(self._cache.layers, cache.layers, strict=True):
+                old.keys = torch.cat([_left_pad(old.keys, total), _left_pad(new.keys, total)])
+                old.values = torch.cat([_left_pad(old.values, total), _left_pad(new.values, total)])
+            self._mask = torch.cat(
+                [F.pad(self._mask, (total - self._mask.shape[1], 0)), F.pad(mask, (total - width, 0))]
+            )
+            self._positions = torch.cat([self._positions, lengths])
+        self._seqs = [*self._seqs, *seqs]
+        return logits
+
+    def _drop_done(self) -> None:
+        keep = [row for row, s in enumerate(self._seqs) if not (s.finished or s.aborted)]
+        if len(keep) == len(self._seqs):
+            return
+        if not keep:
+            self._seqs, self._cache, self._mask, self._positions = [], None, None, None
+            return
+        index = torch.tensor(keep, device=self.device)
+        mask = self._mask[index]
+        first = int(mask.any(dim=0).nonzero()[0])  # leading columns that are padding in every remaining row
+        for layer in self._cache.layers:
+            layer.keys = layer.keys[index, :, first:]
+            layer.values = layer.values[index, :, first:]
+        self._mask = mask[:, first:]
+        self._positions = self._positions[index]
+        self._seqs = [self._seqs[row] for row in keep]
+
+    def _emit(self, seqs: list[_Sequence], logits: torch.Tensor, out: list) -> None:
+        tokens = sample(logits, [s.params for s in seqs], [s.generator for s in seqs]).tolist()
+        now = time.perf_counter()
+        emitted = 0
+        for row, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
+            if seq.finished or seq.aborted:
+                continue
+            emitted += 1
+            if seq.generated == 0:
+                self._m_ttft.observe(now - seq.arrival)
+            else:
+                self._m_itl.observe(now - seq.last_time)
+            seq.last_time, seq.last_token = now, token
+            seq.generated += 1
+            logprob = self._logprob(logits[row], token, seq.params) if seq.params.logprobs else None
+            finish = None
+            if (token in self.eos_ids and not seq.params.ignore_eos) or seq.detok.add(token):
+                finish = "stop"
+            elif seq.generated >= seq.params.max_tokens or len(seq.prompt_ids) + seq.generated >= self.context_length:
+                finish = "length"
+            seq.finished = finish is not None
+            text = seq.detok.take(final=seq.finished)
+            out.append(
+                (seq.queue, Delta(text, [token], logprob, finish, len(seq.prompt_ids), seq.generated)),
+            )
+        self._m_generated.inc(emitted)
+
+    def _logprob(self, logits: torch.Tensor, token: int, params: SamplingParams) -> TokenLogprob:
+        chosen, top = token_logprobs(logits, torch.tensor(token), params.top_logprobs)
+        return TokenLogprob(
+            self.tokenizer.decode([token]), chosen, [(self.tokenizer.decode([i]), value) for i, value in top]
+        )
+
+    def _fail(self, seqs: list[_Sequence], err: BaseException) -> None:
+        for seq in seqs:
+            seq.finished = True
+        deliver(self._loop, [(s.queue, err) for s in seqs])
+        self._seqs, self._cache, self._mask, self._positions = [], None, None, None
+
+
+def _check_cache_layout(config: Any) -> None:
+    """Rows join by left-padding full KV caches; sliding-window or other cache layers would be cut wrongly."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    kinds = {type(layer).__name__ for layer in DynamicCache(config=config).layers}
+    if kinds - {DynamicLayer.__name__}:
+        raise InvalidInputError(
+            f"the native engine batches full-attention caches only; this model uses {', '.join(sorted(kinds))}",
+            hint="serve it with --engine vllm",
+        )
+
+
+def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
+    """Pad a [batch, heads, seq, dim] cache tensor on the left of its sequence axis to ``length``."""
+    return F.pad(tensor, (0, 0, length - tensor.shape[2], 0))

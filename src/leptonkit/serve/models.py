@@ -1,0 +1,175 @@
+"""The models one server process serves: generators (an engine each), encoders, and the adapters on generators.
+
+Each model is served under its registry name (``tiny`` for ``tiny:3``) or its folder name; a request's ``model`` may
+also be the pinned ref, ``BASE:ADAPTER``, or an adapter's own name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leptonkit.errors import InvalidInputError, NotFoundError
+from leptonkit.registry import Registry
+from leptonkit.serve.adapters import AdapterManager
+from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.engine.encoder import EncoderEngine
+
+GENERATION = "generation"
+
+
+@dataclass
+class Target:
+    """What a request's ``model`` names: a generator engine (with an adapter or not) or an encoder."""
+
+    name: str
+    engine: Any = None
+    adapter: str | None = None
+    encoder: EncoderEngine | None = None
+
+
+def torch_dtype(name: str) -> Any:
+    """``auto`` is bfloat16 where the CPU (or GPU) computes it natively, float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
+    return getattr(torch, name)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class ModelSet:
+    def __init__(self, config: ServeConfig, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        self.generators: dict[str, Any] = {}
+        self.encoders: dict[str, EncoderEngine] = {}
+        self.refs: dict[str, str] = {}  # served name -> pinned ref or folder
+        self.tasks: dict[str, str] = {}
+        self.created = int(time.time())
+        self.adapters = AdapterManager(registry, self.generators, {}, config.max_adapters)
+
+    @classmethod
+    async def load(cls, config: ServeConfig) -> ModelSet:
+        models = cls(config, Registry(config.home))
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        try:
+            for ref in config.models:
+                await models._load_one(ref)
+            for name, ref in config.adapters.items():
+                await models.adapters.add(models.adapters.describe(ref, name))
+        except BaseException:
+            await models.close()
+            raise
+        return models
+
+    async def _load_one(self, ref: str) -> None:
+        from leptonkit.registry.loading import load_model
+
+        is_folder = Path(ref).expanduser().is_dir()
+        version = None if is_folder or ref.startswith("builtin:") else self.registry.get(ref)
+        name = version.name if version else Path(ref).name or ref
+        if name in self.refs:
+            raise InvalidInputError(f"model name {name} is served twice", hint="serve one version per name")
+        dtype = torch_dtype(self.config.dtype)
+        loaded = await asyncio.to_thread(load_model, ref, registry=self.registry, dtype=dtype)
+        self.refs[name] = version.ref if version else str(ref)
+        self.tasks[name] = loaded.task or "embedding"
+        if loaded.task == GENERATION:
+            engine = self._generation_engine(name, loaded)
+            await engine.start()
+            self.generators[name] = engine
+            if version:
+                self.adapters.served_refs[name] = version.ref
+        else:
+            encoder = EncoderEngine(
+                name, loaded, max_batch=self.config.encoder_max_batch, max_wait_ms=self.config.encoder_max_wait_ms
+            )
+            await encoder.start()
+            self.encoders[name] = encoder
+
+    def _generation_engine(self, name: str, loaded: Any) -> Any:
+        from leptonkit.serve.engine import vllm
+
+        if loaded.tokenizer.pad_token is None:
+            loaded.tokenizer.pad_token = loaded.tokenizer.eos_token
+        if self.config.engine == "vllm" or (self.config.engine == "auto" and vllm.preferred()):
+            return vllm.VllmEngine(name, loaded, self.config)
+        import torch
+
+        from leptonkit.serve.engine.generate import NativeEngine
+
+        if torch.cuda.is_available():
+            loaded.model.to("cuda")
+        return NativeEngine(
+            name,
+            loaded.model,
+            loaded.tokenizer,
+            max_num_seqs=self.config.max_num_seqs,
+            max_queue=self.config.max_queue,
+            max_batched_tokens=self.config.max_batched_tokens,
+        )
+
+    async def close(self) -> None:
+        for engine in [*self.generators.values(), *self.encoders.values()]:
+            await engine.stop()
+
+    def resolve(self, model: str) -> Target:
+        """The engine a request's ``model`` names, or a 404 listing what is served."""
+        for name in (*self.generators, *self.encoders):
+            if model in (name, self.refs[name]):
+                return Target(name, self.generators.get(name), None, self.encoders.get(name))
+        base, sep, adapter = model.partition(":")
+        if sep and base in self.generators and self._adapter_base(adapter) == base:
+            return Target(model, self.generators[base], adapter)
+        if model in self.adapters.known:
+            return Target(model, self.generators[self.adapters.known[model].base], model)
+        served = [*self.generators, *self.encoders, *self.adapters.known]
+        raise NotFoundError(f"model {model} is not served here", hint=f"served: {', '.join(served)}", param="model")
+
+    def _adapter_base(self, adapter: str) -> str | None:
+        known = self.adapters.known.get(adapter)
+        return known.base if known else None
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``GET /v1/models``: base models first, then adapters with their parent."""
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": self.created,
+                "owned_by": "leptonkit",
+                "root": self.refs[name],
+                "parent": None,
+                "task": self.tasks[name],
+            }
+            for name in self.refs
+        ]
+        data += [
+            {
+                "id": a.name,
+                "object": "model",
+                "created": a.created,
+                "owned_by": "leptonkit",
+                "root": a.ref,
+                "parent": a.base,
+                "task": GENERATION,
+            }
+            for a in self.adapters.known.values()
+        ]
+        return data

@@ -1,0 +1,265 @@
+"""Shared by ``/v1/chat/completions`` and ``/v1/completions``: limits, submission, SSE streaming, response bodies.
+
+The two endpoints differ only in how a prompt becomes token ids and in the shape of a choice, which
+:class:`Shape` captures. Every check that depends on the model (prompt length vs context) happens before anything is
+queued, so a bad request is a 400 that costs the batch nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, collect
+from leptonkit.serve.models import Target
+from leptonkit.serve.operations import annotate, check_prompt_tokens, metered
+from leptonkit.serve.protocol import error_body
+
+
+@dataclass
+class Shape:
+    chat: bool
+
+    @property
+    def object(self) -> str:
+        return "chat.completion" if self.chat else "text_completion"
+
+    @property
+    def chunk_object(self) -> str:
+        return "chat.completion.chunk" if self.chat else "text_completion"
+
+    def choice(self, index: int, text: str, logprobs: Any, finish: str | None, *, stream: bool) -> dict[str, Any]:
+        if not self.chat:
+            return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+        key, content = ("delta", {"content": text} if text else {}) if stream else ("message", _message(text))
+        return {"index": index, key: content, "logprobs": logprobs, "finish_reason": finish}
+
+    def logprobs(self, deltas: list[Delta], offset: int = 0) -> Any:
+        entries = [d.logprob for d in deltas if d.logprob is not None]
+        if not entries:
+            return None
+        if self.chat:
+            return {
+                "content": [
+                    {
+                        "token": e.token,
+                        "logprob": e.logprob,
+                        "bytes": list(e.token.encode()),
+                        "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in e.top],
+                    }
+                    for e in entries
+                ]
+            }
+        offsets = []
+        for e in entries:
+            offsets.append(offset)
+            offset += len(e.token)
+        return {
+            "tokens": [e.token for e in entries],
+            "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [dict(e.top) for e in entries],
+            "text_offset": offsets,
+        }
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
+
+
+def sampling_params(body: Any, prompt_len: int, context: int, *, logprobs: bool, top: int) -> SamplingParams:
+    """Check the prompt and ``max_tokens`` against the model's context; both lengths are named on failure."""
+    if prompt_len == 0:
+        raise InvalidInputError("the prompt is empty", hint="send at least one token of text", param="prompt")
+    if prompt_len >= context:
+        raise InvalidInputError(
+            f"the prompt is {prompt_len} tokens but the model's context is {context} tokens",
+            hint="shorten the prompt",
+            param="messages" if hasattr(body, "messages") else "prompt",
+        )
+    requested = body.token_limit()
+    if requested is not None and prompt_len + requested > context:
+        raise InvalidInputError(
+            f"max_tokens {requested} plus the prompt's {prompt_len} tokens exceed the model's context of "
+            f"{context} tokens",
+            hint=f"ask for at most {context - prompt_len} tokens",
+            param="max_tokens",
+        )
+    return SamplingParams(
+        max_tokens=requested if requested is not None else context - prompt_len,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop_list(),
+        logprobs=logprobs,
+        top_logprobs=top,
+        ignore_eos=body.ignore_eos,
+    )
+
+
+async def respond(
+    request: Request,
+    body: Any,
+    target: Target,
+    prompts: list[list[int]],
+    shape: Shape,
+    *,
+    logprobs: bool,
+    top: int,
+) -> Any:
+    """Submit ``body.n`` choices per prompt and answer with one JSON body or an SSE stream."""
+    engine = target.engine
+    config = request.app.state.config
+    check_prompt_tokens(config, prompts)  # --max-prompt-tokens (operations)
+    params = [sampling_params(body, len(p), engine.context_length, logprobs=logprobs, top=top) for p in prompts]
+    safety = request.app.state.safety  # output policy: redaction, blocklist, classifier (serve/safety.py)
+    if target.adapter:
+        await request.app.state.models.adapters.acquire(target.adapter)
+    # no await between here and the last submission: an adapter acquired above cannot be evicted meanwhile
+    streams: list[AsyncIterator[Delta]] = []
+    try:
+        for prompt, p in zip(prompts, params, strict=True):
+            for choice in range(body.n):
+                seeded = p if p.seed is None else SamplingParams(**{**p.__dict__, "seed": p.seed + choice})
+                streams.append(metered(request, safety.wrap(engine.generate(prompt, seeded, adapter=target.adapter))))
+    except BaseException:
+        for stream in streams:
+            await stream.aclose()
+        raise
+    request_id = f"{'chatcmpl' if shape.chat else 'cmpl'}-{uuid.uuid4().hex}"
+    created = int(time.time())
+    prompt_tokens = sum(len(p) for p in prompts)
+    annotate(request, adapter=target.adapter, prompt_tokens=prompt_tokens)  # log line, metrics, token limits
+    deadline = asyncio.get_running_loop().time() + config.request_timeout
+    if not body.stream:
+        try:
+            async with asyncio.timeout_at(deadline):
+                results = await asyncio.gather(*(collect(s) for s in streams))
+        except TimeoutError:
+            raise _deadline(config.request_timeout) from None
+        choices = [
+            shape.choice(
+                i, "".join(d.text for d in deltas), shape.logprobs(deltas), deltas[-1].finish_reason, stream=False
+            )
+            for i, deltas in enumerate(results)
+        ]
+        completion = sum(deltas[-1].completion_tokens for deltas in results)
+        return JSONResponse(
+            {
+                "id": request_id,
+                "object": shape.object,
+                "created": created,
+                "model": body.model,
+                "choices": choices,
+                "usage": _usage(prompt_tokens, completion),
+            }
+        )
+    events = _merge(streams)
+    try:
+        async with asyncio.timeout_at(deadline):
+            first = await anext(events)  # a request that never started answers 504, not an empty stream
+    except TimeoutError:
+        await events.aclose()
+        raise _deadline(config.request_timeout) from None
+    head = {"id": request_id, "object": shape.chunk_object, "created": created, "model": body.model}
+    sse = _sse(
+        head, shape, first, events, len(streams), prompt_tokens, body.include_usage(), deadline, config.request_timeout
+    )
+    return StreamingResponse(sse, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _deadline(seconds: float) -> DeadlineError:
+    return DeadlineError(
+        f"the request did not finish within the server's timeout of {seconds:g} s",
+        hint="ask for fewer tokens or retry when the server is less busy",
+    )
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def _merge(streams: list[AsyncIterator[Delta]]) -> AsyncIterator[tuple[int, Delta]]:
+    """(choice index, delta) from all streams as they come; closing it aborts every stream."""
+    if len(streams) == 1:
+        async with contextlib.aclosing(streams[0]) as stream:
+            async for delta in stream:
+                yield 0, delta
+        return
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[Delta]) -> None:
+        try:
+            async with contextlib.aclosing(stream):
+                async for delta in stream:
+                    queue.put_nowait((index, delta))
+        except Exception as err:
+            queue.put_nowait((index, err))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(streams)
+        while remaining:
+            index, item = await queue.get()
+            if isinstance(item, Exception):
+                raise item
+            yield index, item
+            remaining -= item.finish_reason is not None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+async def _sse(
+    head: dict[str, Any],
+    shape: Shape,
+    first: tuple[int, Delta],
+    events: AsyncIterator[tuple[int, Delta]],
+    n: int,
+    prompt_tokens: int,
+    include_usage: bool,
+    deadline: float,
+    timeout: float,
+) -> AsyncIterator[str]:
+    """OpenAI's chunk stream: a role chunk per choice (chat), one chunk per token with text, ``[DONE]``."""
+    completion = [0] * n
+    offsets = [0] * n
+    if shape.chat:
+        for index in range(n):
+            yield _dump(
+                head | {"choices": [{"index": index, "delta": _message(""), "logprobs": None, "finish_reason": None}]}
+            )
+    try:
+        pending: tuple[int, Delta] | None = first
+        while pending is not None:
+            index, delta = pending
+            completion[index] = delta.completion_tokens
+            if delta.text or delta.finish_reason or delta.logprob:
+                logprobs = shape.logprobs([delta], offsets[index])
+                offsets[index] += len(delta.text)
+                choice = shape.choice(index, delta.text, logprobs, delta.finish_reason, stream=True)
+                yield _dump(head | {"choices": [choice]})
+            async with asyncio.timeout_at(deadline):
+                pending = await anext(events, None)
+    except TimeoutError:
+        error = _deadline(timeout)
+        yield _dump(error_body(error.message, error.error_type, code=error.http_status))
+    finally:
+        await events.aclose()
+    if include_usage:
+        yield _dump(head | {"choices": [], "usage": _usage(prompt_tokens, sum(completion))})
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,89 @@
+"""The OpenAI API: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.serve.models import Target
+from leptonkit.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from leptonkit.serve.routes.generation import Shape, respond
+
+router = APIRouter()
+EMBEDDING_TASKS = ("embedding", "fill-mask")
+
+
+def generator(request: Request, model: str, endpoint: str) -> Target:
+    models = request.app.state.models
+    target = models.resolve(model)
+    if target.engine is None:
+        raise InvalidInputError(
+            f"model {model} is a {models.tasks[target.name]} model; {endpoint} needs a generator",
+            hint="use /v1/classify, /v1/ner or /v1/embeddings for encoders",
+            param="model",
+        )
+    return target
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": request.app.state.models.listing()}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    target = generator(request, body.model, "/v1/chat/completions")
+    tokenizer = target.engine.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidInputError(
+            f"model {body.model} has no chat template", hint="use /v1/completions with a plain prompt", param="model"
+        )
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return await respond(
+        request, body, target, [prompt], Shape(chat=True), logprobs=body.logprobs, top=body.top_logprobs
+    )
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    target = generator(request, body.model, "/v1/completions")
+    tokenizer = target.engine.tokenizer
+    vocab = len(tokenizer)
+    prompts = []
+    for prompt in body.prompts():
+        if isinstance(prompt, str):
+            prompts.append(tokenizer(prompt)["input_ids"])
+        elif any(not 0 <= token < vocab for token in prompt):
+            raise InvalidInputError(f"prompt token ids must lie in [0, {vocab})", param="prompt")
+        else:
+            prompts.append(prompt)
+    top = body.logprobs or 0
+    return await respond(request, body, target, prompts, Shape(chat=False), logprobs=body.logprobs is not None, top=top)
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    models = request.app.state.models
+    target = models.resolve(body.model)
+    if target.encoder is None or target.encoder.task not in EMBEDDING_TASKS:
+        raise InvalidInputError(
+            f"model {body.model} is a {models.tasks[target.name]} model; /v1/embeddings needs an embedding model",
+            param="model",
+        )
+    texts = body.texts()
+    vectors = await target.encoder.run("embed", texts)
+    tokens = sum(len(ids) for ids in target.encoder.loaded.tokenizer(texts, truncation=True)["input_ids"])
+    if body.encoding_format == "base64":  # the openai package asks for this by default: little-endian float32
+        vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": body.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -1,0 +1,171 @@
+"""Serving fixtures: a tiny Llama generator with a trained byte-level BPE tokenizer and chat template, LoRA adapters
+on it, tiny encoders, and a real uvicorn server on 127.0.0.1 (a free port) in a background thread."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "To be, or not to be, that is the question.",
+    "All the world's a stage, and all the men and women merely players.",
+    "Hello world! Serving language models with continuous batching is fun.",
+    "Données, modèles, serveurs: ça marche aussi en français. 日本語もOK 🙂",
+]
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, hidden-64 Llama with random weights and a 512-token BPE tokenizer, saved as a HF folder."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from leptonkit.train.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(CORPUS * 20, vocab_size=512, min_frequency=1)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("tiny-generator")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_generator: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two LoRA adapters with non-zero weights, so that each visibly changes the base model's output."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    folders = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        base = AutoModelForCausalLM.from_pretrained(tiny_generator)
+        peft_model = get_peft_model(
+            base, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        )
+        folder = tmp_path_factory.mktemp(f"lora-{seed}")
+        peft_model.save_pretrained(folder)
+        folders.append(folder)
+    return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny BERT classifier and NER tagger (random heads) with the real MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertForTokenClassification
+
+    from leptonkit.registry.store import builtin_source
+
+    tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
+    common = {"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "num_hidden_layers": 1}
+    common |= {"num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
+    folders = {}
+    for name, cls, labels in (
+        ("sentiment", BertForSequenceClassification, ["negative", "positive"]),
+        ("tagger", BertForTokenClassification, NER_LABELS),
+    ):
+        config = BertConfig(**common, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
+        folder = tmp_path_factory.mktemp(name)
+        cls(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[name] = folder
+    return folders
+
+
+class ServerThread:
+    """A real uvicorn server for ``create_app(config)`` in a thread; ``url`` is http://127.0.0.1:PORT."""
+
+    def __init__(self, config) -> None:
+        from leptonkit.serve.server import uvicorn_server
+
+        self.server = uvicorn_server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        import torch
+
+        self.torch_threads = torch.get_num_threads()  # the server may change it: restore for other tests
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.app = self.server.config.app
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+        torch.set_num_threads(self.torch_threads)
+
+
+@contextlib.contextmanager
+def serve_thread(**fields) -> Iterator[ServerThread]:
+    from leptonkit.serve.config import ServeConfig
+
+    with ServerThread(ServeConfig(port=0, threads=1, **fields)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served_home(tmp_path_factory, tiny_generator, tiny_adapters, tiny_encoders) -> Path:
+    """A registry holding tiny:1, its adapters sql:1 and poet:1, sentiment:1, tagger:1 and minilm:1."""
+    from leptonkit.registry import Registry
+
+    home = tmp_path_factory.mktemp("serve-home")
+    registry = Registry(home)
+    registry.register(str(tiny_generator), name="tiny", task="generation")
+    registry.register(str(tiny_adapters[0]), name="sql", base="tiny:1", task="generation")
+    registry.register(str(tiny_adapters[1]), name="poet", base="tiny:1", task="generation")
+    registry.register(str(tiny_encoders["sentiment"]), name="sentiment", task="classification")
+    registry.register(str(tiny_encoders["tagger"]), name="tagger", task="ner")
+    registry.register("builtin:minilm", name="minilm", task="embedding")
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(served_home: Path) -> Iterator[ServerThread]:
+    """One server for a test module: every model above, adapter ``sql`` loaded at start, short timeouts."""
+    with serve_thread(
+        models=["tiny", "sentiment", "tagger", "minilm"],
+        adapters={"sql": "sql"},
+        home=str(served_home),
+        dtype="float32",
+        max_num_seqs=8,
+        max_queue=64,
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def openai_client(server: ServerThread):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)

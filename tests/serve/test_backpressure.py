@@ -1,0 +1,118 @@
+"""Backpressure and lifecycle: a full queue answers 429, a late request 504, a gone client frees its slot,
+and SIGTERM drains in-flight requests before the process exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.serve.conftest import ServerThread, serve_thread
+
+BODY = {"model": "tiny", "prompt": "Hello", "max_tokens": 4}
+
+
+def _wait(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def small_server(served_home) -> Iterator[ServerThread]:
+    with serve_thread(models=["tiny"], home=str(served_home), max_num_seqs=1, max_queue=1, request_timeout=1.0) as s:
+        yield s
+
+
+def test_full_queue_answers_429_and_late_request_504(small_server):
+    engine = small_server.app.state.models.generators["tiny"]
+    results: dict[str, httpx.Response] = {}
+
+    def post(key: str) -> None:
+        results[key] = httpx.post(f"{small_server.url}/v1/completions", json=BODY, timeout=30)
+
+    with engine._model_lock:  # the engine is busy: the first request is admitted, the second waits
+        first = threading.Thread(target=post, args=("first",))
+        first.start()
+        time.sleep(0.3)
+        assert engine.stats()["waiting"] == 0  # admitted, blocked on the model
+        second = threading.Thread(target=post, args=("second",))
+        second.start()
+        _wait(lambda: engine.stats()["waiting"] == 1)
+        rejected = httpx.post(f"{small_server.url}/v1/completions", json=BODY, timeout=30)
+        assert rejected.status_code == 429
+        assert rejected.headers["retry-after"] == "1"
+        assert rejected.json()["error"]["type"] == "rate_limit_error"
+        first.join()
+        second.join()
+    assert results["first"].status_code == 504  # held past the 1 s request timeout
+    assert "timeout of 1 s" in results["first"].json()["error"]["message"]
+    assert results["second"].status_code == 504
+    ok = httpx.post(f"{small_server.url}/v1/completions", json=BODY, timeout=30)
+    assert ok.status_code == 200  # the engine dropped the abandoned requests and serves again
+
+
+def test_client_disconnect_frees_the_slot(small_server):
+    engine = small_server.app.state.models.generators["tiny"]
+    body = BODY | {"max_tokens": 120, "stream": True, "ignore_eos": True}
+    with httpx.Client(base_url=small_server.url, timeout=30) as client:
+        with client.stream("POST", "/v1/completions", json=body) as response:
+            assert response.status_code == 200
+            engine._model_lock.acquire()  # freeze the engine after the first token
+            (seq,) = engine._seqs
+        time.sleep(0.3)  # the stream is closed: the server notices while the engine is frozen
+        engine._model_lock.release()
+    _wait(lambda: engine._seqs == [], timeout=5)
+    assert seq.aborted and seq.generated < 120
+    assert engine.stats() == {"running": 0, "waiting": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_drains_in_flight_requests_then_exits_0(served_home, tmp_path):
+    port = _free_port()
+    env = os.environ | {"LEPTONKIT_HOME": str(served_home)}
+    command = [sys.executable, "-m", "leptonkit.cli.main", "serve", "tiny", "--port", str(port), "--grace-period", "20"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: _ready(url), timeout=90)
+        body = {"model": "tiny", "prompt": "Hello", "max_tokens": 100, "n": 16, "stream": True, "ignore_eos": True}
+        finishes: list[str] = []
+        with httpx.Client(base_url=url, timeout=60) as client, client.stream("POST", "/v1/completions", json=body) as r:
+            lines = r.iter_lines()
+            next(line for line in lines if line.startswith("data:"))
+            proc.send_signal(signal.SIGTERM)
+            for line in lines:
+                if line.startswith("data: {"):
+                    choice = json.loads(line[6:])["choices"][0]
+                    if choice["finish_reason"]:
+                        finishes.append(choice["finish_reason"])
+        assert finishes == ["length"] * 16  # every choice of the in-flight request finished
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

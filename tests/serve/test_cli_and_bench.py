@@ -1,0 +1,38 @@
+"""``leptonkit serve`` argument errors and ``leptonkit bench serve`` against a real server."""
+
+from __future__ import annotations
+
+from leptonkit.bench.serve import BenchSettings, make_prompts
+
+
+def test_serve_unknown_model_is_one_line_exit_2(cli):
+    result = cli("serve", "no-such-model", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and "no-such-model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_bad_option_value_names_the_flag(cli, minilm):
+    result = cli("serve", "minilm", "--dtype", "float8")
+    assert result.returncode == 2 and "--dtype" in result.stderr
+
+
+def test_random_prompts_have_the_requested_length():
+    prompts = make_prompts(BenchSettings(url="", model="m", num_prompts=5, input_len=7, vocab_high=300))
+    assert len(prompts) == 5 and all(len(p) == 7 and all(100 <= t < 300 for t in p) for p in prompts)
+
+
+def test_bench_serve_measures_a_real_server(server, cli, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Hello world\nTo be or not to be\n")
+    out = tmp_path / "result.json"
+    result = cli(
+        "bench", "serve", "--url", server.url, "--model", "tiny", "--dataset", str(prompts),
+        "--num-prompts", "6", "--output-len", "5", "--max-concurrency", "3", "--output", str(out), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = result.json()
+    assert data["completed"] == 6 and data["failed"] == 0
+    assert data["total_output_tokens"] == 30
+    assert data["output_throughput"] > 0 and 0 < data["ttft_ms"]["median"] <= data["e2el_ms"]["median"]
+    assert data["tpot_ms"]["mean"] > 0 and out.read_text().strip().startswith("{")

@@ -1,0 +1,112 @@
+"""The native engine in-process: continuous batching decodes exactly like ``transformers.generate``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from leptonkit.serve.engine.base import SamplingParams, collect
+from leptonkit.serve.engine.detokenize import Detokenizer
+from leptonkit.serve.engine.generate import NativeEngine
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_generator):
+    return AutoModelForCausalLM.from_pretrained(tiny_generator).eval(), AutoTokenizer.from_pretrained(tiny_generator)
+
+
+def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny):
+    model, tokenizer = tiny
+    prompts = ["Hello world", "To be, or not to be, that is", "ça", "All the world's a stage, and all the men"]
+    lengths = [20, 7, 13, 16]
+    expected = []
+    with torch.inference_mode():
+        for prompt, n in zip(prompts, lengths, strict=True):
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            expected.append(out[0, ids.shape[1] :].tolist())
+
+    async def run() -> tuple[list[list[int]], list[int]]:
+        engine = NativeEngine("tiny", model, tokenizer, max_num_seqs=2)  # the 3rd and 4th join as others leave
+        await engine.start()
+        batch_sizes: list[int] = []
+
+        async def one(prompt: str, n: int, delay: float) -> list[int]:
+            await asyncio.sleep(delay)
+            params = SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
+            tokens = []
+            async for delta in engine.generate(tokenizer(prompt)["input_ids"], params):
+                tokens += delta.token_ids
+                batch_sizes.append(len(engine._seqs))
+            return tokens
+
+        try:
+            got = await asyncio.gather(
+                *(one(p, n, 0.001 * i) for i, (p, n) in enumerate(zip(prompts, lengths, strict=True)))
+            )
+        finally:
+            await engine.stop()
+        return list(got), batch_sizes
+
+    got, batch_sizes = asyncio.run(run())
+    assert got == expected
+    assert max(batch_sizes) == 2  # requests really shared decode steps, within max_num_seqs
+
+
+def test_detokenizer_holds_back_partial_characters_and_stop_strings(tiny):
+    _, tokenizer = tiny
+    text = "ok 🙂 then STOP here"
+    ids = tokenizer(text)["input_ids"]
+    detok = Detokenizer(tokenizer, ["STOP"])
+    pieces = []
+    for token in ids:
+        stopped = detok.add(token)
+        piece = detok.take(final=stopped)
+        assert "\ufffd" not in piece and "STOP" not in piece
+        pieces.append(piece)
+        if stopped:
+            break
+    assert stopped and "".join(pieces) == "ok 🙂 then "
+
+
+def test_prefill_respects_the_token_budget(tiny, monkeypatch):
+    """With a budget of 24 tokens per step, 8-token prompts are prefilled at most 24 - running tokens at a time."""
+    model, tokenizer = tiny
+    prefills: list[tuple[int, int]] = []  # (prompt tokens prefilled, sequences already running)
+    original = NativeEngine._prefill
+
+    def spy(self, seqs):
+        prefills.append((sum(len(s.prompt_ids) for s in seqs), len(self._seqs)))
+        return original(self, seqs)
+
+    monkeypatch.setattr(NativeEngine, "_prefill", spy)
+
+    async def run() -> None:
+        engine = NativeEngine("tiny", model, tokenizer, max_num_seqs=16, max_batched_tokens=24)
+        await engine.start()
+        params = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
+        streams = [engine.generate(list(range(10, 18)), params) for _ in range(8)]
+        try:
+            results = await asyncio.gather(*(collect(s) for s in streams))
+        finally:
+            await engine.stop()
+        assert all(r[-1].completion_tokens == 6 for r in results)
+
+    asyncio.run(run())
+    assert sum(tokens for tokens, _ in prefills) == 64
+    assert all(tokens <= 24 - running for tokens, running in prefills)
+    assert len(prefills) >= 3
+
+
+def test_sliding_window_models_are_refused_with_a_hint(tiny):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from leptonkit.errors import InvalidInputError
+
+    config = MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1)
+    config.num_attention_heads, config.num_key_value_heads, config.sliding_window = 2, 1, 8
+    with pytest.raises(InvalidInputError, match="--engine vllm"):
+        NativeEngine("mistral", MistralForCausalLM(config), tiny[1])
