@@ -6,7 +6,9 @@ Label values: ``model`` is the registry name a request asked for, ``adapter`` th
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, ProcessCollector
+
+from leptonkit.monitor.resources import GpuCollector
 
 TTFT_BUCKETS = (
     0.001,
@@ -116,3 +118,15 @@ BATCH_SIZE = Histogram(
     "leptonkit_batch_size", "Sequences (or inputs) per engine step.", ["model"], buckets=BATCH_SIZE_BUCKETS
 )
 ADAPTERS_LOADED = Gauge("leptonkit_adapters_loaded", "LoRA adapters loaded on a base model.", ["model"])
+
+# Operations (auth, limits, safety); recorded by leptonkit.serve.operations and leptonkit.serve.safety.
+AUTH_FAILURES = Counter("leptonkit_auth_failures", "Requests refused by authentication or scope.", ["reason"])
+RATE_LIMITED = Counter("leptonkit_rate_limited", "Requests refused by a rate or concurrency limit.", ["limit"])
+STREAMS_ACTIVE = Gauge("leptonkit_streams_active", "Streaming responses in progress.")
+CONTENT_FILTERED = Counter(
+    "leptonkit_content_filtered", "Inputs refused or outputs blocked or redacted by the safety policy.", ["action"]
+)
+# Process CPU seconds and resident memory under the leptonkit_ prefix, and GPUs through NVML when present.
+PROCESS = ProcessCollector(namespace="leptonkit")
+GPUS = GpuCollector()
+REGISTRY.register(GPUS)

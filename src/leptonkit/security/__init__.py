@@ -1,0 +1,1 @@
+"""API keys, rate limits and the audit log: the server's security state, independent of HTTP."""

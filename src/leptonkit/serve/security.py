@@ -1,0 +1,128 @@
+"""Who may call which route: bearer API keys, scopes, and the few routes that stay open.
+
+Default deny: every route needs a key except ``/health`` and ``/ready`` (and ``/metrics`` with
+``--metrics-public``), so a route added later is protected without anyone remembering to. A route tagged
+``"admin"`` (adapter load and unload) needs a key with the admin scope.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from starlette.routing import compile_path
+from starlette.types import Scope
+
+from leptonkit.monitor import metrics
+from leptonkit.security.audit import AuditLog
+from leptonkit.security.keys import ApiKey, KeyStore
+
+OPEN_PATHS = frozenset({"/health", "/ready"})
+ADMIN_TAG = "admin"
+
+
+def auth_required(auth: str | None, host: str) -> bool:
+    """``--auth on|off``; unset means on unless the server binds a loopback address only."""
+    if auth is not None:
+        return auth == "on"
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+class RouteTable:
+    """Method and path to route template and admin flag, from the app's own OpenAPI schema.
+
+    The middleware runs before routing, so it matches paths itself; the schema is FastAPI's public view of every
+    route however routers are nested. Built at the first request, when every route exists.
+    """
+
+    CACHE_SIZE = 4096  # distinct (method, path) pairs remembered; beyond it the cache starts over
+
+    def __init__(self) -> None:
+        self._rules: list[tuple[str, re.Pattern[str], str, bool]] | None = None
+        self._cache: dict[tuple[str, str], tuple[str, bool]] = {}
+
+    def lookup(self, app: FastAPI, method: str, path: str) -> tuple[str, bool]:
+        """``(path template, needs admin scope)``; ``("other", False)`` for a path the schema does not list."""
+        found = self._cache.get((method, path))
+        if found is None:
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.clear()
+            found = self._cache[(method, path)] = self._match(app, method, path)
+        return found
+
+    def _match(self, app: FastAPI, method: str, path: str) -> tuple[str, bool]:
+        if self._rules is None:
+            self._rules = [
+                (verb.upper(), compile_path(template)[0], template, ADMIN_TAG in (operation.get("tags") or ()))
+                for template, operations in app.openapi().get("paths", {}).items()
+                for verb, operation in operations.items()
+            ]
+        for verb, pattern, template, admin in self._rules:
+            if verb == method and pattern.match(path):
+                return template, admin
+        return "other", False
+
+
+@dataclass(frozen=True)
+class Denial:
+    status: int
+    message: str
+    error_type: str
+    code: str
+
+
+def bearer_token(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+class Authenticator:
+    """Decide one request: the caller's key, or why it is refused (recorded in metrics and the audit log)."""
+
+    def __init__(self, keys: KeyStore, audit: AuditLog, metrics_public: bool) -> None:
+        self.keys = keys
+        self.audit = audit
+        self.open_paths = OPEN_PATHS | ({"/metrics"} if metrics_public else set())
+
+    def check(self, scope: Scope, admin_route: bool, request_id: str) -> ApiKey | Denial | None:
+        """``None`` for an open route, the caller's key when allowed, else a :class:`Denial`."""
+        if scope["path"] in self.open_paths:
+            return None
+        token = bearer_token(scope)
+        key = self.keys.authenticate(token) if token else None
+        where = {"request_id": request_id, "method": scope["method"], "path": scope["path"], "client": _client(scope)}
+        if key is None:
+            reason = "missing_key" if token is None else "invalid_key"
+            metrics.AUTH_FAILURES.labels(reason).inc()
+            self.audit.write("auth_failure", reason=reason, **where)
+            message = (
+                "missing API key: send 'Authorization: Bearer KEY' (create one with: leptonkit keys create)"
+                if token is None
+                else "invalid or revoked API key (see: leptonkit keys list)"
+            )
+            return Denial(401, message, "authentication_error", reason)
+        if admin_route and key.scope != "admin":
+            metrics.AUTH_FAILURES.labels("insufficient_scope").inc()
+            self.audit.write("permission_denied", key=key.name, scope=key.scope, **where)
+            return Denial(
+                403,
+                f"key {key.name!r} has scope {key.scope!r}; this route needs an admin key",
+                "permission_error",
+                "insufficient_scope",
+            )
+        return key
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None

@@ -1,0 +1,55 @@
+"""A small FastAPI app carrying the real operations layer, for testing it apart from the model routes.
+
+Run as ``uvicorn --factory tests.security.apps:ops_app``; settings come as JSON in ``LEPTONKIT_TEST_OPS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.operations import annotate, install
+
+
+class EchoRequest(BaseModel):
+    model: str = "echo"
+    prompt: str
+    max_tokens: int = 16
+    stream: bool = False
+
+
+def ops_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.post("/v1/echo")
+    async def echo(body: EchoRequest, request: Request):
+        words = body.prompt.split()[: body.max_tokens]
+        annotate(request, model=body.model, prompt_tokens=len(body.prompt.split()), completion_tokens=len(words))
+        annotate(request, output=" ".join(words))
+        if not body.stream:
+            return {"text": " ".join(words)}
+
+        async def chunks():
+            for word in words:
+                await asyncio.sleep(0.05)
+                yield f"data: {json.dumps({'text': word})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    @app.post("/v1/adapters", tags=["admin"])
+    def load_adapter() -> dict:
+        return {"loaded": True}
+
+    install(app, ServeConfig(models=["echo"], **json.loads(os.environ.get("LEPTONKIT_TEST_OPS", "{}"))))
+    return app
