@@ -139,6 +139,7 @@ def test_early_stopping_keeps_the_best_checkpoint_and_logs(features, tmp_path: P
     records = [json.loads(line) for line in (tmp_path / METRIC_LOG).read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 9))
     assert all(r["loss"] > 0 and r["lr"] > 0 for r in records if r["split"] == "train")
+    assert all(r["rss_bytes"] > 10_000_000 and "cpu_percent" in r for r in records if r["split"] == "train")
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 

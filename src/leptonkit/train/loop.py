@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from leptonkit.errors import LeptonkitError, NotFoundError
+from leptonkit.monitor import resources
 from leptonkit.train.recipe import TrainSettings
 from leptonkit.versions import cpu_supports_bf16
 
@@ -515,7 +516,8 @@ def train_loop(
                                 "lr": scheduler.get_last_lr()[0],
                                 "grad_norm": float(norm),
                                 "epoch": epoch,
-                            },
+                            }
+                            | resources.snapshot(),  # CPU/GPU memory and utilisation beside the loss
                         )
                     stop = bool(settings.eval_every) and progress.step % settings.eval_every == 0 and run_evaluation()
                     if settings.checkpoint_every and progress.step % settings.checkpoint_every == 0:
