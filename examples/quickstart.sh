@@ -1,21 +1,48 @@
 #!/usr/bin/env bash
-# The end-to-end quickstart run by `make demo`. It uses its own registry home (.demo/) so it never touches yours.
+# The end-to-end quickstart run by `make demo`: raw data -> prepared data -> fine-tuned and pretrained models in the
+# registry -> an OpenAI-compatible server queried with the `openai` package. It uses its own registry home (.demo/)
+# so it never touches yours, and starts from a clean one each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export LEPTONKIT_HOME="${LEPTONKIT_HOME:-$PWD/.demo/home}"
-export HF_HUB_OFFLINE=1
+export LEPTONKIT_HOME="$PWD/.demo/home"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+rm -rf .demo && mkdir -p .demo
 lk() { .venv/bin/leptonkit "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. versions and device"
 lk version
 
-step "2. import the built-in encoder (all-MiniLM-L6-v2) into the registry at $LEPTONKIT_HOME"
+step "2. import the built-in encoder (all-MiniLM-L6-v2, shipped by a PyPI package) into the registry"
 lk models import builtin:minilm --name minilm
-lk models alias minilm demo
 lk models list
-lk models show minilm@demo
-lk models verify minilm@demo
 
-step "done"
-echo "Fine-tuning, serving and data preparation join this quickstart as they land (see the open issues)."
+step "3. prepare raw support tickets: clean, de-duplicate, mask personal data, split, manifest"
+head -c 300 examples/data/support_tickets.jsonl; echo " ..."
+lk data prepare examples/data/support_tickets.jsonl --task classification --out .demo/tickets
+head -n 2 .demo/tickets/train.jsonl
+
+step "4. fine-tune a sentiment classifier with LoRA on a bundled SST-2 sample, registered with its metrics"
+lk finetune --base minilm --data examples/data/sentiment --task classification --method lora --name sentiment \
+  --epochs 2
+lk models alias sentiment prod
+lk models show sentiment@prod
+
+step "5. predict and explain"
+lk predict sentiment@prod "a gorgeous, witty and deeply moving film"
+lk explain sentiment@prod "a gorgeous, witty and deeply moving film"
+
+step "6. pretrain a tiny generator on a bundled TinyStories sample (90 seconds)"
+lk pretrain --data examples/data/tinystories_sample.txt --preset tiny --name storyteller --max-minutes 1.5 \
+  --vocab-size 4096
+lk generate storyteller "Once upon a time" --max-tokens 40 --seed 1
+
+step "7. serve all three models and query them with the openai package"
+lk serve sentiment@prod minilm storyteller --port 8765 > .demo/server.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+.venv/bin/python examples/query_server.py http://127.0.0.1:8765
+kill -TERM $server && wait $server || true
+trap - EXIT
+
+step "done: the registry of this demo is $LEPTONKIT_HOME (leptonkit models list)"

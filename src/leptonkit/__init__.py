@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Registry": "leptonkit.registry.store",
     "ModelVersion": "leptonkit.registry.store",
+    "finetune": "leptonkit.train.api",
+    "pretrain": "leptonkit.train.recipes.pretrain",
+    "Client": "leptonkit.client",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,11 +7,23 @@ import sys
 
 import typer
 
+from leptonkit.cli import bench as bench_cli
+from leptonkit.cli import data as data_cli
+from leptonkit.cli import explain as explain_cli
+from leptonkit.cli import generate as generate_cli
+from leptonkit.cli import keys as keys_cli
 from leptonkit.cli import models
+from leptonkit.cli import serve as serve_cli
+from leptonkit.cli import top as top_cli
+from leptonkit.cli import train as train_cli
 from leptonkit.cli.output import JSON_OPTION, print_json, print_table
 from leptonkit.errors import LeptonkitError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# transformers' "Loading weights" bars would break one-line errors and --json pipes; read when transformers loads
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# an adapter's base loads without the task head the adapter carries: transformers' load report would alarm users
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 app = typer.Typer(
     name="leptonkit",
@@ -21,6 +33,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+app.add_typer(bench_cli.app, name="bench")
+app.add_typer(data_cli.app, name="data")
+app.add_typer(keys_cli.app, name="keys")
+app.command("explain")(explain_cli.explain)
+app.command("serve")(serve_cli.serve)
+app.command("top")(top_cli.top)
+app.command("train")(train_cli.train)
+app.command("finetune")(train_cli.finetune)
+app.command("eval")(train_cli.eval_)
+app.command("predict")(train_cli.predict)
+app.command("generate")(generate_cli.generate)
+app.command("pretrain")(generate_cli.pretrain)
 
 
 @app.command()
