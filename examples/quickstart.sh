@@ -38,11 +38,12 @@ lk pretrain --data examples/data/tinystories_sample.txt --preset tiny --name sto
 lk generate storyteller "Once upon a time" --max-tokens 40 --seed 1
 
 step "7. serve all three models and query them with the openai package"
-lk serve sentiment@prod minilm storyteller --port 8765 > .demo/server.log 2>&1 &
-server=$!
+port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+.venv/bin/leptonkit serve sentiment@prod minilm storyteller --port "$port" > .demo/server.log 2>&1 &
+server=$!  # the server process itself (not a subshell), so that the trap really stops it
 trap 'kill $server 2>/dev/null || true' EXIT
-.venv/bin/python examples/query_server.py http://127.0.0.1:8765
-kill -TERM $server && wait $server || true
+.venv/bin/python examples/query_server.py "http://127.0.0.1:$port"
+kill -TERM $server && wait $server  # SIGTERM drains in-flight requests, then the server exits 0
 trap - EXIT
 
 step "done: the registry of this demo is $LEPTONKIT_HOME (leptonkit models list)"
