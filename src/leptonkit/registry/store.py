@@ -268,7 +268,7 @@ class Registry:
         validate_task(task)
         lineage = dict(lineage or {})
         if base is not None:
-            lineage["base"] = self._pin(base)
+            lineage["base"] = self.pin(base)
         self._sweep_staging()
         staging = self.staging / f"{os.getpid()}-{uuid.uuid4().hex}"
         staging.mkdir()
@@ -298,9 +298,9 @@ class Registry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _pin(self, base: str) -> str:
-        """A base reference pinned to ``NAME:VERSION``; a folder path or builtin spec is kept as given."""
-        return base if _is_external(base) else self.get(base).ref
+    def pin(self, ref: str) -> str:
+        """A reference pinned to ``NAME:VERSION`` for lineage; a folder path or builtin spec is kept as given."""
+        return ref if _is_external(ref) else self.get(ref).ref
 
     def _stage(self, source: Any, staging: Path, tokenizer: Any) -> str | None:
         """Write the source's files into ``staging``; return the default task of a built-in source."""

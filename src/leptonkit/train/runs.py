@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from leptonkit.config import home
-from leptonkit.registry import Registry
-from leptonkit.train.loop import PROGRESS_FILE
+from leptonkit.train.loop import PROGRESS_FILE, LoopResult, train_loop
 from leptonkit.train.recipe import Recipe
 
 
@@ -31,13 +30,23 @@ def apply_stage_defaults(section: Any, defaults: dict[str, Any]) -> None:
             setattr(section, key, value)
 
 
-def pinned_ref(registry: Registry, ref: str) -> str:
-    """``NAME:VERSION`` of a registry reference, for lineage; a folder or ``builtin:`` spec is kept as given."""
-    if ref.startswith("builtin:") or Path(ref).expanduser().is_dir():
-        return ref
-    return registry.get(ref).ref
-
-
 def stderr(message: str) -> None:
     """Progress lines go to stderr so that ``--json`` output on stdout stays parseable."""
     print(message, file=sys.stderr, flush=True)
+
+
+def train_generator(
+    model: Any, loader: Any, recipe: Recipe, run_dir: Path, *, evaluate: Any, resume: str | None
+) -> LoopResult:
+    """The shared training loop as the generator recipes run it: the best checkpoint has the lowest held-out loss."""
+    return train_loop(
+        model,
+        loader,
+        recipe.train,
+        run_dir,
+        evaluate=evaluate,
+        resume=resume,
+        primary_metric="loss",
+        primary_mode="min",
+        resume_hint=f"resume with --resume {run_dir}",
+    )

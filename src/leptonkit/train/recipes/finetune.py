@@ -118,7 +118,7 @@ def run(recipe: Recipe, *, resume: str | None = None, registry: Registry | None 
         else None
     )
     truncated = sum(len(f["input_ids"]) >= settings.max_length for f in features)
-    metrics = _metrics(result, test, trainable, total, truncated_rows=truncated)
+    metrics = training_metrics(result, test, trainable, total, truncated_rows=truncated)
     (run_dir / "result.json").write_text(json.dumps(metrics, indent=2))
     return _register(registry, recipe, model, tokenizer, labels, run_dir, metrics, data)
 
@@ -165,7 +165,7 @@ def _loss_function(recipe: Recipe, data: datasets.Dataset, labels: list[str], ta
     return loss
 
 
-def _metrics(result: LoopResult, test: dict | None, trainable: int, total: int, **extra: Any) -> dict[str, Any]:
+def training_metrics(result: LoopResult, test: dict | None, trainable: int, total: int, **extra: Any) -> dict[str, Any]:
     """``{"valid": best validation metrics, "test": ..., "training": status, time, throughput, memory, ...}``;
     ``extra`` adds to ``training`` (e.g. ``truncated_rows``: training rows cut at ``train.max_length``)."""
     best = next((h for h in result.history if h["step"] == result.progress.best_step), None)

@@ -18,12 +18,12 @@ import torch
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry import ModelVersion, Registry
 from leptonkit.train.corpus import hold_out_tail, load_documents
-from leptonkit.train.loop import is_main, train_loop
+from leptonkit.train.loop import is_main
 from leptonkit.train.methods import trainable_parameters
 from leptonkit.train.packing import block_features, feature_loader, pack_documents
 from leptonkit.train.recipe import Recipe
-from leptonkit.train.recipes.finetune import _metrics as training_metrics
-from leptonkit.train.runs import apply_stage_defaults, pinned_ref, run_directory, stderr
+from leptonkit.train.recipes.finetune import training_metrics
+from leptonkit.train.runs import apply_stage_defaults, run_directory, stderr, train_generator
 
 TOKENIZER_DIR = "tokenizer"
 MLM_BLOCK_SIZE = 128
@@ -68,17 +68,7 @@ def run(
         tokenizer, model, train_docs, valid_docs, block_size, settings, log
     )
     loader = feature_loader(features, collate, batch_size=recipe.train.batch_size, seed=recipe.train.seed)
-    result = train_loop(
-        model,
-        loader,
-        recipe.train,
-        run_dir,
-        evaluate=evaluate if valid_docs else None,
-        resume=resume,
-        primary_metric="loss",
-        primary_mode="min",
-        resume_hint=f"resume with --resume {run_dir}",
-    )
+    result = train_generator(model, loader, recipe, run_dir, evaluate=evaluate if valid_docs else None, resume=resume)
     model.cpu()
     trainable, total = trainable_parameters(model)
     metrics = training_metrics(result, None, trainable, total)
@@ -121,7 +111,7 @@ def _causal_lm(recipe: Recipe, registry: Registry, run_dir: Any, documents: list
         tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path))
         model = AutoModelForCausalLM.from_pretrained(path)
         log(f"continuing {recipe.base}: {sum(p.numel() for p in model.parameters()):,} parameters")
-        return tokenizer, model, pinned_ref(registry, recipe.base)
+        return tokenizer, model, registry.pin(recipe.base)
     saved = run_dir / TOKENIZER_DIR
     if resume is not None and saved.is_dir():  # the resumed run's own vocabulary, whatever the corpus is now
         tokenizer = AutoTokenizer.from_pretrained(saved)
@@ -154,7 +144,7 @@ def _encoder(recipe: Recipe, registry: Registry, run_dir: Any, documents: list[s
     model = AutoModelForMaskedLM.from_pretrained(path)
     parameters = sum(p.numel() for p in model.parameters())
     log(f"continuing {recipe.base} with masked-language modelling: {parameters:,} parameters")
-    return tokenizer, model, pinned_ref(registry, recipe.base)
+    return tokenizer, model, registry.pin(recipe.base)
 
 
 def _packed(tokenizer: Any, documents: list[str], block_size: int, separator: int, log: Any, what: str):

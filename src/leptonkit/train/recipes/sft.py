@@ -20,12 +20,12 @@ import torch
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry import ModelVersion, Registry
 from leptonkit.registry.artifacts import folder_kind
-from leptonkit.train.loop import is_main, train_loop
+from leptonkit.train.loop import is_main
 from leptonkit.train.methods import apply_method, trainable_parameters
 from leptonkit.train.packing import IGNORE_INDEX, block_features, feature_loader, pack_examples
 from leptonkit.train.recipe import Recipe
-from leptonkit.train.recipes.finetune import _metrics as training_metrics
-from leptonkit.train.runs import apply_stage_defaults, pinned_ref, run_directory, stderr
+from leptonkit.train.recipes.finetune import training_metrics
+from leptonkit.train.runs import apply_stage_defaults, run_directory, stderr, train_generator
 from leptonkit.train.sft_data import Messages, encode_conversations, load_conversations
 
 
@@ -81,17 +81,7 @@ def run(
     torch.manual_seed(recipe.train.seed)  # the same adapter initialisation for the same recipe
     model = apply_method(model, recipe)
     loader = feature_loader(train, collate, batch_size=recipe.train.batch_size, seed=recipe.train.seed)
-    result = train_loop(
-        model,
-        loader,
-        recipe.train,
-        run_dir,
-        evaluate=evaluate if valid else None,
-        resume=resume,
-        primary_metric="loss",
-        primary_mode="min",
-        resume_hint=f"resume with --resume {run_dir}",
-    )
+    result = train_generator(model, loader, recipe, run_dir, evaluate=evaluate if valid else None, resume=resume)
     model.cpu()
     metrics = training_metrics(result, None, *trainable_parameters(model))
     if base_metrics:
@@ -116,7 +106,7 @@ def run(
             "steps": result.progress.step,
             "run_dir": str(run_dir),
         }
-        | ({} if adapter else {"fine_tuned_from": pinned_ref(registry, recipe.base)}),
+        | ({} if adapter else {"fine_tuned_from": registry.pin(recipe.base)}),
         tags=recipe.tags,
     )
     log(f"registered {version.ref} ({version.kind}, {result.status} after {result.progress.step} steps)")
