@@ -62,16 +62,27 @@ def test_full_queue_answers_429_and_late_request_504(small_server):
     assert ok.status_code == 200  # the engine dropped the abandoned requests and serves again
 
 
-def test_client_disconnect_frees_the_slot(small_server):
+def test_client_disconnect_frees_the_slot(small_server, monkeypatch):
     engine = small_server.app.state.models.generators["tiny"]
     body = BODY | {"max_tokens": 120, "stream": True, "ignore_eos": True}
+    frozen, release = threading.Event(), threading.Event()
+    step = engine._iterate
+
+    def step_then_hold(admitted):  # hold the engine after the step that made the first token, whatever its speed
+        step(admitted)
+        if engine._seqs and not frozen.is_set():
+            frozen.set()
+            release.wait(10)
+
+    monkeypatch.setattr(engine, "_iterate", step_then_hold)
     with httpx.Client(base_url=small_server.url, timeout=30) as client:
         with client.stream("POST", "/v1/completions", json=body) as response:
             assert response.status_code == 200
-            engine._model_lock.acquire()  # freeze the engine after the first token
+            assert frozen.wait(10)
             (seq,) = engine._seqs
+            assert next(line for line in response.iter_lines() if line).startswith("data:")
         time.sleep(0.3)  # the stream is closed: the server notices while the engine is frozen
-        engine._model_lock.release()
+        release.set()
     _wait(lambda: engine._seqs == [], timeout=5)
     assert seq.aborted and seq.generated < 120
     assert engine.stats() == {"running": 0, "waiting": 0}
