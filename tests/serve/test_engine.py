@@ -18,10 +18,11 @@ def tiny(tiny_generator):
     return AutoModelForCausalLM.from_pretrained(tiny_generator).eval(), AutoTokenizer.from_pretrained(tiny_generator)
 
 
-def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny):
+# the second set runs past several growths of the KV cache's slabs (kv_cache._GROWTH columns each)
+@pytest.mark.parametrize("lengths", [[20, 7, 13, 16], [100, 40, 90, 70]])
+def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, lengths):
     model, tokenizer = tiny
     prompts = ["Hello world", "To be, or not to be, that is", "ça", "All the world's a stage, and all the men"]
-    lengths = [20, 7, 13, 16]
     expected = []
     with torch.inference_mode():
         for prompt, n in zip(prompts, lengths, strict=True):

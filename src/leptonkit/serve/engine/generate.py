@@ -8,9 +8,9 @@ One engine thread owns the model. Each iteration it
 
 Rows are right-aligned: all sequences share the cache's column index, padding sits on the left and is masked, and
 each row has its own position ids, so rows of different lengths decode in one ``forward``. Joining pads the shorter
-cache on the left; leaving drops rows and trims all-padding columns. This is how ``transformers.generate`` batches a
-static batch, with rows joining and leaving between steps. Mixed LoRA adapters share a step through peft's
-``adapter_names``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step.
+cache on the left; leaving drops rows and trims all-padding columns (``kv_cache.BatchCache``). This is how
+``transformers.generate`` batches a static batch, with rows joining and leaving between steps. Mixed LoRA adapters
+share a step through peft's ``adapter_names``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
 from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, TokenLogprob, deliver
 from leptonkit.serve.engine.detokenize import Detokenizer
+from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
 
 _ids = itertools.count()
@@ -77,7 +77,8 @@ class NativeEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        _check_cache_layout(config)
+        self._num_layers = _cache_layers(config)
+        use_decode_attention(model)
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self._waiting: deque[_Sequence] = deque()
@@ -88,8 +89,7 @@ class NativeEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         # the running batch: one row per sequence
         self._seqs: list[_Sequence] = []
-        self._cache: Any = None
-        self._mask: torch.Tensor | None = None
+        self._cache: BatchCache | None = None
         self._positions: torch.Tensor | None = None
         self._m_ttft = metrics.TIME_TO_FIRST_TOKEN.labels(model=name)
         self._m_itl = metrics.INTER_TOKEN_LATENCY.labels(model=name)
@@ -233,8 +233,7 @@ class NativeEngine:
         if self._seqs:
             seqs = self._seqs
             ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)
-            self._mask = torch.cat([self._mask, self._mask.new_ones(len(seqs), 1)], dim=1)
-            logits = self._forward(ids, self._mask, self._positions[:, None], self._cache, seqs)
+            logits = self._forward(ids, self._cache.decode_mask(), self._positions[:, None], self._cache, seqs)
             self._positions += 1
             self._m_batch.observe(len(seqs))
             self._emit(seqs, logits, out)
@@ -261,8 +260,6 @@ class NativeEngine:
         return logits[:, -1, :].float()
 
     def _prefill(self, seqs: list[_Sequence]) -> torch.Tensor:
-        from transformers import DynamicCache
-
         width = max(len(s.prompt_ids) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -271,19 +268,14 @@ class NativeEngine:
             mask[row, width - len(seq.prompt_ids) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+        cache = BatchCache(self._num_layers)
         logits = self._forward(ids, mask, positions, cache, seqs)
+        cache.set_valid(mask)
         lengths = torch.tensor([len(s.prompt_ids) for s in seqs], device=self.device)
         if not self._seqs:
-            self._cache, self._mask, self._positions = cache, mask, lengths
+            self._cache, self._positions = cache, lengths
         else:
-            total = max(self._mask.shape[1], width)
-            for old, new in zip(self._cache.layers, cache.layers, strict=True):
-                old.keys = torch.cat([_left_pad(old.keys, total), _left_pad(new.keys, total)])
-                old.values = torch.cat([_left_pad(old.values, total), _left_pad(new.values, total)])
-            self._mask = torch.cat(
-                [F.pad(self._mask, (total - self._mask.shape[1], 0)), F.pad(mask, (total - width, 0))]
-            )
+            self._cache.join(cache)
             self._positions = torch.cat([self._positions, lengths])
         self._seqs = [*self._seqs, *seqs]
         return logits
@@ -293,15 +285,10 @@ class NativeEngine:
         if len(keep) == len(self._seqs):
             return
         if not keep:
-            self._seqs, self._cache, self._mask, self._positions = [], None, None, None
+            self._seqs, self._cache, self._positions = [], None, None
             return
         index = torch.tensor(keep, device=self.device)
-        mask = self._mask[index]
-        first = int(mask.any(dim=0).nonzero()[0])  # leading columns that are padding in every remaining row
-        for layer in self._cache.layers:
-            layer.keys = layer.keys[index, :, first:]
-            layer.values = layer.values[index, :, first:]
-        self._mask = mask[:, first:]
+        self._cache.keep(index)
         self._positions = self._positions[index]
         self._seqs = [self._seqs[row] for row in keep]
 
@@ -342,22 +329,21 @@ class NativeEngine:
         for seq in seqs:
             seq.finished = True
         deliver(self._loop, [(s.queue, err) for s in seqs])
-        self._seqs, self._cache, self._mask, self._positions = [], None, None, None
+        self._seqs, self._cache, self._positions = [], None, None
 
 
-def _check_cache_layout(config: Any) -> None:
-    """Rows join by left-padding full KV caches; sliding-window or other cache layers would be cut wrongly."""
+def _cache_layers(config: Any) -> int:
+    """The number of cache layers, checked to be full-attention ones: rows join by left-padding full KV caches, and
+    sliding-window or other cache layers would be cut wrongly."""
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
-    kinds = {type(layer).__name__ for layer in DynamicCache(config=config).layers}
+    layers = DynamicCache(config=config).layers
+    kinds = {type(layer).__name__ for layer in layers}
     if kinds - {DynamicLayer.__name__}:
         raise InvalidInputError(
             f"the native engine batches full-attention caches only; this model uses {', '.join(sorted(kinds))}",
             hint="serve it with --engine vllm",
         )
+    return len(layers)
 
-
-def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
-    """Pad a [batch, heads, seq, dim] cache tensor on the left of its sequence axis to ``length``."""
-    return F.pad(tensor, (0, 0, length - tensor.shape[2], 0))

@@ -1,0 +1,178 @@
+"""The native engine's batched KV cache and its decode-step attention, both plugged into ``transformers``' own
+extension points (a ``Cache`` subclass and ``AttentionInterface``), so any full-attention causal LM runs unchanged.
+
+Why not ``DynamicCache`` and SDPA as they are: measured on a 17M Llama at 32 sequences on this CPU, a decode step
+spent 20% of its time in ``DynamicCache``'s ``torch.cat`` (it copies the whole cache every token) and PyTorch's CPU
+flash-attention kernel took 6x longer than two plain matmuls for a one-token query. Here each layer's keys and
+values live in a preallocated slab that grows in steps (appending a token writes one column), and one-token
+queries use matmul + softmax + matmul with grouped-query heads folded into the matmul. Prompts (prefill) still use
+SDPA, whose kernel is the fast one for long queries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+from transformers.modeling_utils import AttentionInterface
+
+DECODE_ATTENTION = "leptonkit_decode"
+_GROWTH = 32  # columns added when the cache is full
+
+
+def decode_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """SDPA for prompts; for one-token queries, matmuls with a boolean (True = attend) or additive mask."""
+    if query.shape[2] != 1 or dropout or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "s_aux")):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    batch, heads, _, dim = query.shape
+    groups = heads // key.shape[1]
+    scores = torch.matmul(query.view(batch, key.shape[1], groups, dim), key.transpose(2, 3))
+    scores = scores * (scaling if scaling is not None else dim**-0.5)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        else:
+            scores = scores + attention_mask
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    return torch.matmul(probs, value).reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+
+
+def use_decode_attention(model: torch.nn.Module) -> None:
+    """Switch a loaded model (or the base under a peft wrapper) to :func:`decode_attention`."""
+    AttentionInterface.register(DECODE_ATTENTION, decode_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(DECODE_ATTENTION, sdpa_mask)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.set_attn_implementation(DECODE_ATTENTION)
+
+
+class SlabLayer(DynamicLayer):
+    """A full-attention layer cache whose keys and values sit at the start of larger, zero-filled slabs.
+
+    ``update`` returns the whole slabs: a matmul reads a contiguous slab without copying it, where a bf16 matmul on a
+    sliced view first copies it (as slow as ``DynamicCache``'s ``cat``). The columns past ``length`` are zeros that
+    the caller masks out (:meth:`BatchCache.decode_mask` covers the whole capacity).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.length = 0
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    @property
+    def capacity(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[2]
+        if end > self.capacity:
+            self.reserve(end, like=(key_states, value_states))
+        self.keys[:, :, self.length : end] = key_states
+        self.values[:, :, self.length : end] = value_states
+        self.length = end
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def reserve(self, capacity: int, like: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Grow the slabs to ``capacity`` columns, keeping the cached ones."""
+        keys, values = like if self.keys is None else (self.keys, self.values)
+        self.keys, self.values = _grown(keys, self.length, capacity), _grown(values, self.length, capacity)
+        self.is_initialized, self.device = True, self.keys.device
+
+    def adopt(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Take exactly these cached columns (after a join or a drop)."""
+        self.keys, self.values, self.length = keys, values, keys.shape[2]
+        self.is_initialized, self.device = True, keys.device
+
+    def cached(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.keys[:, :, : self.length], self.values[:, :, : self.length]
+
+
+def _grown(tensor: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    batch, heads, _, dim = tensor.shape
+    grown = tensor.new_zeros(batch, heads, capacity, dim)
+    grown[:, :, :length] = tensor[:, :, :length]
+    return grown
+
+
+class BatchCache(Cache):
+    """The running batch's cache: rows right-aligned on a shared column index, padding on the left.
+
+    ``valid`` marks the real (non-padding) columns of each row; :meth:`decode_mask` extends it by the column the next
+    token will fill and returns it over the slabs' whole capacity, in the 4-D shape ``transformers`` passes through
+    untouched. Capacity grows in steps of ``_GROWTH`` columns, so a step copies the cache once every ``_GROWTH``
+    tokens instead of every token, and attention reads at most ``_GROWTH - 1`` masked columns.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        super().__init__(layers=[SlabLayer() for _ in range(num_layers)])
+        self._valid: torch.Tensor | None = None
+
+    @property
+    def columns(self) -> int:
+        return self.layers[0].length
+
+    @property
+    def valid(self) -> torch.Tensor:
+        return self._valid[:, : self.columns]
+
+    def set_valid(self, mask: torch.Tensor) -> None:
+        """After a prefill: the 2-D attention mask (1 = token, 0 = padding) of the prompts just cached."""
+        self._valid = mask.bool()
+
+    def decode_mask(self) -> torch.Tensor:
+        """[rows, 1, 1, capacity]: the mask for a one-token step, the new token's column included."""
+        column = self.columns
+        if column + 1 > self._valid.shape[1]:
+            capacity = column + _GROWTH
+            for layer in self.layers:
+                layer.reserve(capacity)
+            valid = self._valid.new_zeros(self._valid.shape[0], capacity)
+            valid[:, :column] = self.valid
+            self._valid = valid
+        self._valid[:, column] = True
+        return self._valid[:, None, None, :]
+
+    def join(self, other: BatchCache) -> None:
+        """Append ``other``'s rows, left-padding whichever side is shorter."""
+        total = max(self.columns, other.columns)
+        valid = torch.cat([_left_pad_2d(self.valid, total), _left_pad_2d(other.valid, total)])
+        for mine, theirs in zip(self.layers, other.layers, strict=True):
+            (k1, v1), (k2, v2) = mine.cached(), theirs.cached()
+            mine.adopt(
+                torch.cat([_left_pad(k1, total), _left_pad(k2, total)]),
+                torch.cat([_left_pad(v1, total), _left_pad(v2, total)]),
+            )
+        self._valid = valid
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` and drop the leading columns that are padding in all of them."""
+        valid = self.valid[rows]
+        first = int(valid.any(dim=0).nonzero()[0])
+        for layer in self.layers:
+            keys, values = layer.cached()
+            layer.adopt(keys[rows, :, first:], values[rows, :, first:])
+        self._valid = valid[:, first:]
+
+
+def _left_pad(tensor: torch.Tensor, length: int) -> torch.Tensor:
+    """Pad a [batch, heads, seq, dim] cache tensor on the left of its sequence axis to ``length``."""
+    return torch.nn.functional.pad(tensor, (0, 0, length - tensor.shape[2], 0))
+
+
+def _left_pad_2d(mask: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.nn.functional.pad(mask, (length - mask.shape[1], 0), value=False)
