@@ -15,9 +15,10 @@ import tempfile
 from pathlib import Path
 
 from finetune_common import finetune_once, machine, prepared_conll, run_each_in_subprocess, write_result
+from leptonkit.train.recipe import NER_FULL_TRAIN  # the recipe pii-setup trains with, too
 
 SETTINGS = {
-    "full": {"lr": 1e-4},
+    "full": {"lr": NER_FULL_TRAIN["lr"]},
     "lora": {
         "lr": 1e-3,
         "lora": {"r": 16, "alpha": 32, "dropout": 0.1, "target_modules": ["query", "key", "value", "dense"]},
@@ -27,8 +28,8 @@ SETTINGS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=float, default=NER_FULL_TRAIN["epochs"])
+    parser.add_argument("--batch-size", type=int, default=NER_FULL_TRAIN["batch_size"])
     parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--methods", default="full,lora")
     parser.add_argument("--only", help=argparse.SUPPRESS)

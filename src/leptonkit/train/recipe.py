@@ -34,6 +34,9 @@ from leptonkit.errors import InvalidInputError, NotFoundError
 STAGES = ("classification", "ner", "sft", "pretrain")
 METHODS = ("full", "lora", "ia3", "prefix", "freeze")
 METHOD_LR = {"full": 5e-5, "lora": 5e-4, "ia3": 3e-3, "prefix": 1e-2, "freeze": 1e-3}
+# Full fine-tuning of builtin:minilm for NER on CoNLL-2003 with these settings reaches test entity F1 0.859 in
+# 2 epochs (benchmarks/finetune_conll.py); ``pii-setup`` trains its model with them unless told otherwise.
+NER_FULL_TRAIN: dict[str, float | int] = {"epochs": 2, "lr": 1e-4, "batch_size": 16}
 
 
 class Section(BaseModel):
