@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.serve.engine.base import SamplingParams, collect
+from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
 
@@ -111,3 +112,17 @@ def test_sliding_window_models_are_refused_with_a_hint(tiny):
     config.num_attention_heads, config.num_key_value_heads, config.sliding_window = 2, 1, 8
     with pytest.raises(InvalidInputError, match="--engine vllm"):
         NativeEngine("mistral", MistralForCausalLM(config), tiny[1])
+
+
+def test_packed_bf16_linears_compute_what_plain_ones_do(tiny_generator):
+    plain = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+    packed = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+    count = pack_linears(packed)
+    if count == 0:
+        pytest.skip("this torch build has no oneDNN (mkldnn) linear ops")
+    linears = sum(type(m) is torch.nn.Linear for m in plain.modules())
+    assert count == linears and not any(type(m) is torch.nn.Linear for m in packed.modules())
+    ids = torch.randint(5, 400, (3, 9), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.allclose(plain(ids).logits.float(), packed(ids).logits.float(), atol=1e-2, rtol=1e-2)
+    assert pack_linears(AutoModelForCausalLM.from_pretrained(tiny_generator)) == 0  # fp32 layers stay as they are

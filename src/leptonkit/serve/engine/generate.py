@@ -29,6 +29,7 @@ import torch
 from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
 from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, TokenLogprob, deliver
+from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
@@ -79,6 +80,7 @@ class NativeEngine:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self._num_layers = _cache_layers(config)
         use_decode_attention(model)
+        pack_linears(model)
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self._waiting: deque[_Sequence] = deque()
@@ -346,4 +348,3 @@ def _cache_layers(config: Any) -> int:
             hint="serve it with --engine vllm",
         )
     return len(layers)
-
