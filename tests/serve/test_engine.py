@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import pytest
 import torch
@@ -124,5 +125,11 @@ def test_packed_bf16_linears_compute_what_plain_ones_do(tiny_generator):
     assert count == linears and not any(type(m) is torch.nn.Linear for m in packed.modules())
     ids = torch.randint(5, 400, (3, 9), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        assert torch.allclose(plain(ids).logits.float(), packed(ids).logits.float(), atol=1e-2, rtol=1e-2)
+        expected = plain(ids).logits.float()
+        assert torch.allclose(expected, packed(ids).logits.float(), atol=1e-2, rtol=1e-2)
+        # a deep copy (explanations copy served encoders) packs its own weights again
+        assert torch.allclose(expected, copy.deepcopy(packed)(ids).logits.float(), atol=1e-2, rtol=1e-2)
+    with torch.enable_grad():  # with autograd on, the plain op runs, so gradients flow
+        packed(ids).logits.sum().backward()
+    assert packed.model.layers[0].mlp.down_proj.weight.grad is not None
     assert pack_linears(AutoModelForCausalLM.from_pretrained(tiny_generator)) == 0  # fp32 layers stay as they are

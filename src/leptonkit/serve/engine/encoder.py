@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leptonkit.monitor import metrics
+from leptonkit.serve.engine.cpu_linear import pack_linears
 
 OPERATIONS = ("classify", "ner", "embed")
 
@@ -35,6 +36,7 @@ class EncoderEngine:
         self.name = name
         self.loaded = loaded
         self.task = loaded.task
+        pack_linears(loaded.model)
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encoder-{name}")
