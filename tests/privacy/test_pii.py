@@ -12,8 +12,16 @@ from leptonkit.data import prepare
 from leptonkit.data.deidentify import redact_tokens
 from leptonkit.errors import InvalidInputError
 from leptonkit.privacy.evaluate import evaluate, load_spans_file
-from leptonkit.privacy.pii import PiiDetector, PiiSpan, Pseudonymizer
-from leptonkit.privacy.recognizers import iban_ok, luhn_ok
+from leptonkit.privacy.pii import (
+    PiiDetector,
+    PiiSpan,
+    Pseudonymizer,
+    _pattern_spans,
+    merge_addresses,
+    model_streets,
+    resolve_overlaps,
+)
+from leptonkit.privacy.recognizers import PII_TYPES, iban_ok, luhn_ok
 from tests.conftest import shared_data
 
 
@@ -129,3 +137,35 @@ def test_pii_eval_on_the_presidio_file_meets_the_pattern_target(detector):
     assert result["per_type"]["PERSON"]["recall"] == 0.0  # no model: names are honestly missed
     assert result["type_map"]["GPE"] == "LOCATION" and result["unscored"]["TITLE"] == 92
     assert result["records"] == 1500 and result["records_per_s"] > 100
+
+
+def _model(text: str, value: str, kind: str) -> PiiSpan:
+    start = text.index(value)
+    return PiiSpan(start, start + len(value), kind, value, 0.7, "model")
+
+
+def test_model_names_inside_an_address_become_part_of_it():
+    """A street written name first (``20789 Allika 46``) and a town the model called a company, between the street
+    and the country, are one ADDRESS; a name after an address with nothing of the address after it stays a name."""
+    text = "William Hughes\n\n20789 Allika 46\n Suite 501\n Riisa\n\n Estonia 62488"
+    model = [_model(text, "William Hughes", "PERSON"), _model(text, "Allika", "ORGANIZATION")]
+    model.append(_model(text, "Riisa", "ORGANIZATION"))
+    streets = model_streets(text, model)
+    assert [s.value for s in streets] == ["20789 Allika 46"]
+    spans = merge_addresses(text, resolve_overlaps(_pattern_spans(text, frozenset(PII_TYPES)) + model + streets))
+    assert [(s.type, s.value) for s in spans] == [("PERSON", "William Hughes"), ("ADDRESS", text[16:])]
+    text = "Arsenal 2 Chelsea 1\nShe lives at 12 Main Street, Anna Berg said."
+    model = [_model(text, "Arsenal", "ORGANIZATION"), _model(text, "Chelsea", "ORGANIZATION")]
+    model.append(_model(text, "Anna Berg", "PERSON"))
+    assert model_streets(text, model) == []  # a score, not a street
+    spans = merge_addresses(text, resolve_overlaps(_pattern_spans(text, frozenset(PII_TYPES)) + model))
+    assert ("PERSON", "Anna Berg") in [(s.type, s.value) for s in spans]
+
+
+def test_military_and_po_box_addresses():
+    text = "PSC 0413, Box 8144\nAPO AA 42323 and P.O. Box 149"
+    spans = PiiDetector(None).detect(text)
+    assert [(s.type, s.value) for s in spans] == [
+        ("ADDRESS", "PSC 0413, Box 8144\nAPO AA 42323"),
+        ("ADDRESS", "P.O. Box 149"),
+    ]

@@ -136,24 +136,76 @@ _TRIM = " \t\n.,;:!?()[]{}'\"-@"
 _ADDRESS_GAP = re.compile(r"[\s,]*(?:[^\W\d_][\w.'()-]*[\s,]*){0,3}")
 
 
+def _address_gap(text: str, before: PiiSpan, after: PiiSpan) -> bool:
+    gap = text[before.end : after.start]
+    return bool(_ADDRESS_GAP.fullmatch(gap)) and ("\n" in gap or "," in gap or not gap.strip())
+
+
+# An address span this sure is a street (not a bare five-digit number that may be a postcode).
+_STREET_SCORE = 0.5
+
+
 def merge_addresses(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
     """Join an address with the town, region, country and postcode that follow it into one ADDRESS span.
 
     ``24 Clarke Avenue\nLondon, UK 75419`` is one address, not an address, a place and a number: masked as one,
-    nothing between the parts (the town name) is left in clear. Only parts that follow an address are joined.
+    nothing between the parts (the town name) is left in clear. Only parts that follow an address are joined. A
+    name the NER model read as a person or organisation is joined too when it sits between a street and a later
+    part of the same address (``Koskikatu 25\nArtilleros\n, CO\n Uruguay 64677``: the town, not a company).
     """
     merged: list[PiiSpan] = []
-    for span in spans:
+    for i, span in enumerate(spans):
         last = merged[-1] if merged else None
-        if last is not None and last.type == "ADDRESS" and span.type in ("ADDRESS", "LOCATION"):
-            gap = text[last.end : span.start]
-            if _ADDRESS_GAP.fullmatch(gap) and ("\n" in gap or "," in gap or not gap.strip()):
-                merged[-1] = PiiSpan(
-                    last.start, span.end, "ADDRESS", text[last.start : span.end], last.score, last.source
-                )
-                continue
-        merged.append(span)
+        joins = (
+            last is not None
+            and last.type == "ADDRESS"
+            and _address_gap(text, last, span)
+            and (
+                span.type in ("ADDRESS", "LOCATION")
+                or (last.score >= _STREET_SCORE and span.source == "model" and _address_part_follows(text, spans, i))
+            )
+        )
+        if last is not None and joins:
+            merged[-1] = PiiSpan(last.start, span.end, "ADDRESS", text[last.start : span.end], last.score, last.source)
+        else:
+            merged.append(span)
     return merged
+
+
+def _address_part_follows(text: str, spans: list[PiiSpan], i: int) -> bool:
+    """Whether, after model spans only, an ADDRESS or LOCATION part follows ``spans[i]`` as an address continues."""
+    for before, after in zip(spans[i:], spans[i + 1 :], strict=False):
+        if not _address_gap(text, before, after):
+            return False
+        if after.type in ("ADDRESS", "LOCATION"):
+            return True
+        if after.source != "model":
+            return False
+    return False
+
+
+# A street written name first, house number last, after a building number: ``20789 Allika 46``, ``450 Præstevænget
+# 15,``. The NER model finds the name (as a place, person or organisation); the numbers around it make it a street.
+_BUILDING_BEFORE = re.compile(r"(?<![\w.,:/-])\d{1,6}[A-Za-z]?\s+$")
+_HOUSE_AFTER = re.compile(r"^\s+\d{1,4}[A-Za-z]?\.?(?![\w.,:/-]|[.,:/-]\d)")
+
+
+def model_streets(text: str, model_spans: Sequence[PiiSpan]) -> list[PiiSpan]:
+    """ADDRESS spans for model entities framed by a building number before and a house number after."""
+    out = []
+    for span in model_spans:
+        before = _BUILDING_BEFORE.search(text, max(0, span.start - 12), span.start)
+        after = _HOUSE_AFTER.match(text[span.end : span.end + 12])
+        if before is None or after is None or "\n" in text[before.start() : span.start]:
+            continue
+        if any(
+            o is not span and before.start() - 2 <= o.end <= before.start() and "\n" not in text[o.end : before.start()]
+            for o in model_spans
+        ):
+            continue  # a name just before the number: a score or a list ("Arsenal 2 Chelsea 1"), not a street
+        end = span.end + after.end()
+        out.append(PiiSpan(before.start(), end, "ADDRESS", text[before.start() : end], 0.8, "model"))
+    return out
 
 
 # What may separate two pieces of one name on a line: "Faina D. Yefremova" can come out as Faina / D / Yefremova.
@@ -174,14 +226,18 @@ def _join_fragments(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
 
 
 def _chunks(text: str) -> list[tuple[int, str]]:
-    """``(offset, piece)`` pieces of at most MODEL_CHUNK_CHARS, cut at whitespace where there is some."""
-    pieces, start = [], 0
-    while len(text) - start > MODEL_CHUNK_CHARS:
-        cut = max(text.rfind(c, start + MODEL_CHUNK_CHARS // 2, start + MODEL_CHUNK_CHARS) for c in " \n\t")
-        cut = cut if cut > start else start + MODEL_CHUNK_CHARS
-        pieces.append((start, text[start:cut]))
-        start = cut
-    pieces.append((start, text[start:]))
+    """``(offset, piece)`` pieces for the NER model: one per line (a name, a job title and a town on three lines of
+    a signature or an address are three fields, never one entity), long lines cut at whitespace into pieces of at
+    most MODEL_CHUNK_CHARS."""
+    pieces = []
+    for line in re.finditer(r"[^\n]+", text):
+        offset, rest = line.start(), line.group()
+        while len(rest) > MODEL_CHUNK_CHARS:
+            cut = max(rest.rfind(c, MODEL_CHUNK_CHARS // 2, MODEL_CHUNK_CHARS) for c in " \t")
+            cut = cut if cut > 0 else MODEL_CHUNK_CHARS
+            pieces.append((offset, rest[:cut]))
+            offset, rest = offset + cut, rest[cut:]
+        pieces.append((offset, rest))
     return pieces
 
 
@@ -270,8 +326,10 @@ class PiiDetector:
         """Spans for many texts; the NER model (if any) runs batched over all of them at once."""
         found = [_pattern_spans(text, self.types) for text in texts]
         if self.model_ref is not None and self.types & {"PERSON", "LOCATION", "ORGANIZATION"}:
-            for spans, model_spans in zip(found, self._model_spans(texts), strict=True):
+            for text, spans, model_spans in zip(texts, found, self._model_spans(texts), strict=True):
                 spans.extend(model_spans)
+                if "ADDRESS" in self.types:
+                    spans.extend(model_streets(text, model_spans))
         return [merge_addresses(text, resolve_overlaps(spans)) for text, spans in zip(texts, found, strict=True)]
 
     def _model_spans(self, texts: Sequence[str]) -> list[list[PiiSpan]]:

@@ -127,7 +127,7 @@ def _street_words() -> str:
 
 
 _STREET = _street_words()
-_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|Box|PSC)\.?\s*#?\d+[A-Za-z]?"
+_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|(?:P\.?\s?O\.?\s+)?Box|PSC)\.?\s*#?\d+[A-Za-z]?"
 # Street forms of other languages: a leading street word (Via Roma 12), a compound ending in a street word
 # (Koskikatu 25, Søndergade 52), or a trailing one (Király u. 15.), each with an optional house number first.
 _STREET_FIRST = (
@@ -198,6 +198,8 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
         0.8,
     ),
     Recognizer("ADDRESS", re.compile(rf"(?<!\w){_UNIT}(?:,?\s+{_UNIT})*(?!\w)"), 0.8),
+    # US military post: "PSC 0413, Box 8144\nAPO AA 42323"
+    Recognizer("ADDRESS", re.compile(r"(?<!\w)(?:APO|FPO|DPO)\s+(?:AA|AE|AP)\s+\d{5}(?:-\d{4})?(?!\w)"), 0.8),
     Recognizer(
         "ADDRESS",
         re.compile(rf"(?<!\w)[A-ZÀ-Þ][\w'-]*(?:\s+[A-ZÀ-Þ][\w'-]*){{0,2}}\s+{_STREET}\.?\s+\d{{1,5}}[A-Za-z]?(?!\w)"),
