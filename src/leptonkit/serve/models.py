@@ -17,6 +17,7 @@ from leptonkit.registry import Registry
 from leptonkit.serve.adapters import AdapterManager
 from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.engine.encoder import EncoderEngine
+from leptonkit.versions import cpu_supports_bf16
 
 GENERATION = "generation"
 
@@ -38,16 +39,8 @@ def torch_dtype(name: str) -> Any:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else torch.float32
+        return torch.bfloat16 if torch.backends.mkldnn.is_available() and cpu_supports_bf16() else torch.float32
     return getattr(torch, name)
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class ModelSet:
