@@ -44,6 +44,13 @@ def _max_length(loaded: LoadedModel) -> int:
     return min(limit, DEFAULT_MAX_LENGTH)
 
 
+def _encode(loaded: LoadedModel, inputs: list, **options: Any) -> Any:
+    """``inputs`` tokenized as one PyTorch batch, padded to its longest and truncated to :func:`_max_length`."""
+    return loaded.tokenizer(
+        inputs, padding=True, truncation=True, max_length=_max_length(loaded), return_tensors="pt", **options
+    )
+
+
 def _labels(loaded: LoadedModel) -> list[str]:
     if loaded.labels:
         return loaded.labels
@@ -66,9 +73,7 @@ def classify(loaded: LoadedModel, texts: list[str], *, batch_size: int = DEFAULT
     results: list[dict] = [{} for _ in texts]
     device = _device(loaded.model)
     for idx in _batches(texts, batch_size, len):
-        enc = loaded.tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=_max_length(loaded), return_tensors="pt"
-        ).to(device)
+        enc = _encode(loaded, [texts[i] for i in idx]).to(device)
         probs = loaded.model(**enc).logits.float().softmax(-1).cpu()
         for row, i in zip(probs.tolist(), idx, strict=True):
             best = max(range(len(row)), key=row.__getitem__)
@@ -107,14 +112,7 @@ def tag_words(
     device = _device(loaded.model)
     for idx in _batches(sentences, batch_size, len):
         words = [sentences[i] for i in idx]
-        enc = loaded.tokenizer(
-            words,
-            is_split_into_words=True,
-            padding=True,
-            truncation=True,
-            max_length=_max_length(loaded),
-            return_tensors="pt",
-        )
+        enc = _encode(loaded, words, is_split_into_words=True)
         tagged = _word_tags(loaded, enc.to(device), len(idx), [len(w) for w in words])
         for i, tags in zip(idx, tagged, strict=True):
             results[i] = [tag for tag, _ in tags]
@@ -171,14 +169,7 @@ def extract_entities(
     device = _device(loaded.model)
     for idx in _batches(texts, batch_size, len):
         batch = [texts[i] for i in idx]
-        enc = loaded.tokenizer(
-            batch,
-            padding=True,
-            truncation=True,
-            max_length=_max_length(loaded),
-            return_offsets_mapping=True,
-            return_tensors="pt",
-        )
+        enc = _encode(loaded, batch, return_offsets_mapping=True)
         spans = [_word_spans(enc, b) for b in range(len(idx))]
         tagged = _word_tags(loaded, enc.to(device), len(idx), [len(s) for s in spans])
         for b, i in enumerate(idx):
@@ -193,9 +184,7 @@ def embed(loaded: LoadedModel, texts: list[str], *, batch_size: int = DEFAULT_BA
     results: list[list[float]] = [[] for _ in texts]
     device = _device(loaded.model)
     for idx in _batches(texts, batch_size, len):
-        enc = loaded.tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=_max_length(loaded), return_tensors="pt"
-        ).to(device)
+        enc = _encode(loaded, [texts[i] for i in idx]).to(device)
         out = loaded.model(**enc, output_hidden_states=True)
         hidden = out.hidden_states[-1].float()
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
