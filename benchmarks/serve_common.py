@@ -1,4 +1,4 @@
-"""Helpers shared by the ``serve_*`` benchmarks: start a real ``leptonkit serve`` process and wait until ready."""
+"""Helpers shared by the serving benchmarks: a random tiny Llama, and a real ``leptonkit serve`` process until ready."""
 
 from __future__ import annotations
 
@@ -10,11 +10,31 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+
+
+def random_llama(text: str, vocab_size: int, **sizes: int) -> tuple[Any, Any]:
+    """A Llama with seeded random weights and a byte-level BPE tokenizer of ``vocab_size`` trained on ``text``.
+
+    The model has the ``tiny`` pretraining preset's shape with ``sizes`` replacing its fields, and stops at the
+    tokenizer's EOS. Returns ``(model, tokenizer)``.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaForCausalLM
+
+    from leptonkit.train.presets import llama_config
+    from leptonkit.train.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer([text[i : i + 2000] for i in range(0, len(text), 2000)], vocab_size=vocab_size)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(llama_config("tiny", vocab_size=len(tokenizer), tokenizer=tokenizer, **sizes))
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
+    return model, tokenizer
 
 
 def free_port() -> int:

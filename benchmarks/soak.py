@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,8 +27,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from serve_common import REPO, RESULTS, free_port, random_llama
+
 CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 PROMPTS = [
     "Tell me a story about the sea.",
@@ -42,38 +41,23 @@ PROMPTS = [
 
 def build_models(home: Path) -> str:
     """A tiny generator ``gen`` and classifier ``cls`` in the registry at ``home``; returns an inference key."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertForSequenceClassification,
-        GenerationConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from leptonkit.registry import Registry
     from leptonkit.registry.store import builtin_source
     from leptonkit.security.keys import KeyStore
-    from leptonkit.train.tokenizer import train_tokenizer
 
     text = CORPUS.read_text()[:200_000] if CORPUS.is_file() else " ".join(PROMPTS) * 2000
-    tokenizer = train_tokenizer([text[i : i + 2000] for i in range(0, len(text), 2000)], vocab_size=2048)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    model, tokenizer = random_llama(
+        text,
+        2048,
         hidden_size=128,
         intermediate_size=256,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
     registry = Registry(home)
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
@@ -94,12 +78,6 @@ def build_models(home: Path) -> str:
         minilm_tokenizer.save_pretrained(tmp)
         registry.register(tmp, name="cls", task="classification")
     return KeyStore(home).create("soak", "inference")[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(home: Path, log: Path, args: list[str]) -> tuple[subprocess.Popen, str]:
