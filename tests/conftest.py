@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated LEPTONKIT_HOME per test, the real built-in encoder, and the real CLI."""
+"""Shared fixtures: an isolated LEPTONKIT_HOME per test, the real built-in encoder, the real CLI, tiny BERT configs."""
 
 from __future__ import annotations
 
@@ -26,6 +26,22 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data set missing: {path}")
     return path
+
+
+def label_maps(labels: list[str]) -> dict:
+    """``id2label`` and ``label2id`` for a Hugging Face config, in the order of ``labels``."""
+    return {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
+
+
+def tiny_bert_config(labels: list[str] | None = None, **sizes: int):
+    """A 1-layer, 32-wide ``BertConfig`` on MiniLM's 30,522-token vocabulary, with ``labels`` when given and
+    ``sizes`` replacing any field: a model that builds and runs in moments with the real MiniLM tokenizer."""
+    from transformers import BertConfig
+
+    fields = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    if labels is not None:
+        fields |= label_maps(labels)
+    return BertConfig(**fields | sizes)
 
 
 @dataclass

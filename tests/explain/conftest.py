@@ -7,13 +7,10 @@ import pytest
 import torch
 
 from leptonkit.registry.loading import LoadedModel
+from tests.conftest import label_maps, tiny_bert_config
 
 SENTIMENT = ["negative", "positive"]
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-
-
-def _label_maps(labels: list[str]) -> dict:
-    return {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
 
 
 def _loaded(model, labels: list[str], task: str) -> LoadedModel:
@@ -34,26 +31,15 @@ def classifier() -> LoadedModel:
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(
-        builtin_source("builtin:minilm")[0], num_labels=2, **_label_maps(SENTIMENT)
+        builtin_source("builtin:minilm")[0], num_labels=2, **label_maps(SENTIMENT)
     )
     torch.nn.init.normal_(model.classifier.weight, std=0.1)
     return _loaded(model, SENTIMENT, "classification")
 
 
 def _tiny(cls, labels: list[str], seed: int):
-    from transformers import BertConfig
-
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        **_label_maps(labels),
-    )
-    return cls(config)
+    return cls(tiny_bert_config(labels, num_hidden_layers=2, max_position_embeddings=128))
 
 
 @pytest.fixture(scope="session")

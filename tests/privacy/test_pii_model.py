@@ -12,27 +12,19 @@ import torch
 
 from leptonkit.data import prepare
 from leptonkit.privacy.pii import PiiDetector, find_pii_model
+from tests.conftest import tiny_bert_config
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 
 
 @pytest.fixture
 def tiny_pii_model(registry, tmp_path) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+    from transformers import AutoTokenizer, BertForTokenClassification
 
     from leptonkit.registry.store import builtin_source
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={name: i for i, name in enumerate(LABELS)},
-    )
+    config = tiny_bert_config(LABELS)
     torch.manual_seed(0)
     model = BertForTokenClassification(config)
     with torch.no_grad():

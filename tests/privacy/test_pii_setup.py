@@ -10,23 +10,17 @@ import pytest
 from leptonkit.errors import InvalidInputError
 from leptonkit.privacy.pii import PiiDetector, find_pii_model
 from leptonkit.privacy.setup import conll_inputs, setup_pii_model
-from tests.conftest import shared_data
+from tests.conftest import shared_data, tiny_bert_config
 
 
 @pytest.fixture
 def tiny_base(tmp_path) -> str:
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
 
     from leptonkit.registry.store import builtin_source
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
+    config = tiny_bert_config()
     folder = tmp_path / "tiny-base"
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -9,7 +9,7 @@ import pytest
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.robustness.evaluate import evaluate_robustness
-from tests.conftest import shared_data
+from tests.conftest import shared_data, tiny_bert_config
 
 LABELS = ["0", "1"]
 
@@ -17,21 +17,12 @@ LABELS = ["0", "1"]
 @pytest.fixture
 def sentiment(registry) -> str:
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     from leptonkit.registry.store import builtin_source
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        id2label=dict(enumerate(LABELS)),
-        label2id={v: i for i, v in enumerate(LABELS)},
-    )
+    config = tiny_bert_config(LABELS, max_position_embeddings=128)
     tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
     model = BertForSequenceClassification(config).eval()
     return registry.register(model, name="sentiment", task="classification", tokenizer=tokenizer).ref

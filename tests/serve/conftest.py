@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tiny_bert_config
+
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
     "To be, or not to be, that is the question.",
@@ -25,25 +27,16 @@ NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, hidden-64 Llama with random weights and a 512-token BPE tokenizer, saved as a HF folder."""
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import GenerationConfig, LlamaForCausalLM
 
+    from leptonkit.train.presets import llama_config
     from leptonkit.train.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(CORPUS * 20, vocab_size=512, min_frequency=1)
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+    sizes |= {"num_key_value_heads": 2, "max_position_embeddings": 128}
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(llama_config("tiny", vocab_size=len(tokenizer), tokenizer=tokenizer, **sizes))
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
     folder = tmp_path_factory.mktemp("tiny-generator")
     model.save_pretrained(folder)
@@ -74,19 +67,17 @@ def tiny_adapters(tiny_generator: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny BERT classifier and NER tagger (random heads) with the real MiniLM tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertForTokenClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification, BertForTokenClassification
 
     from leptonkit.registry.store import builtin_source
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
-    common = {"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "num_hidden_layers": 1}
-    common |= {"num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
     folders = {}
     for name, cls, labels in (
         ("sentiment", BertForSequenceClassification, ["negative", "positive"]),
         ("tagger", BertForTokenClassification, NER_LABELS),
     ):
-        config = BertConfig(**common, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
+        config = tiny_bert_config(labels, max_position_embeddings=128)
         folder = tmp_path_factory.mktemp(name)
         cls(config).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
