@@ -16,25 +16,20 @@ from tests.conftest import LEPTONKIT
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _finetune(base: Path, data: Path, method: str, name: str, *flags: str) -> list[str]:
+    """``finetune`` arguments: a ``method`` fine-tune of ``base`` on the classification set ``data``, named ``name``."""
+    paths = ["--base", str(base), "--data", str(data)]
+    return ["finetune", *paths, "--task", "classification", "--method", method, "--name", name, *flags]
+
+
+def _logged(run: Path) -> list[str]:
+    """``--set`` flags for a run folder ``run`` with a metrics line every step, in fp32."""
+    return ["--set", f"run_dir={run}", "--set", "train.log_every=1", "--set", "train.precision=fp32"]
+
+
 def test_finetune_eval_predict_round_trip(cli, tiny_bert_dir: Path, sst2_prepared: Path) -> None:
-    done = cli(
-        "finetune",
-        "--base",
-        str(tiny_bert_dir),
-        "--data",
-        str(sst2_prepared),
-        "--task",
-        "classification",
-        "--method",
-        "lora",
-        "--name",
-        "sentiment",
-        "--max-steps",
-        "4",
-        "--batch-size",
-        "16",
-        "--json",
-    )
+    args = _finetune(tiny_bert_dir, sst2_prepared, "lora", "sentiment", "--max-steps", "4", "--batch-size", "16")
+    done = cli(*args, "--json")
     assert done.returncode == 0, done.stderr
     version = done.json()
     assert (version["ref"], version["kind"], version["lineage"]["base"]) == (
@@ -95,32 +90,9 @@ def test_bad_input_is_one_line_and_exit_2(cli, sst2_prepared: Path, args: list[s
 
 def test_ctrl_c_checkpoints_then_resume_finishes(home: Path, tmp_path: Path, tiny_bert_dir, sst2_prepared) -> None:
     run = tmp_path / "run"
-    args = [
-        "finetune",
-        "--base",
-        str(tiny_bert_dir),
-        "--data",
-        str(sst2_prepared),
-        "--task",
-        "classification",
-        "--method",
-        "full",
-        "--name",
-        "interrupted",
-        "--epochs",
-        "30",
-        "--batch-size",
-        "8",
-        "--set",
-        f"run_dir={run}",
-        "--set",
-        "train.log_every=1",
-        "--set",
-        "train.precision=fp32",
-    ]
-    proc = subprocess.Popen(
-        [*LEPTONKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
-    )
+    finetune = _finetune(tiny_bert_dir, sst2_prepared, "full", "interrupted", "--epochs", "30", "--batch-size", "8")
+    command = [*LEPTONKIT, *finetune, *_logged(run)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     log = run / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.is_file() and log.read_text().count("\n") >= 3):
@@ -135,7 +107,7 @@ def test_ctrl_c_checkpoints_then_resume_finishes(home: Path, tmp_path: Path, tin
     assert step >= 3 and (Path(checkpoint) / "trainable.safetensors").is_file()
 
     resumed = subprocess.run(
-        [*LEPTONKIT, *args[:-6], "--epochs", "30", "--max-steps", str(step + 2), "--resume", checkpoint, "--json"],
+        [*LEPTONKIT, *finetune, "--max-steps", str(step + 2), "--resume", checkpoint, "--json"],
         capture_output=True,
         text=True,
         env=os.environ.copy(),
@@ -147,32 +119,8 @@ def test_ctrl_c_checkpoints_then_resume_finishes(home: Path, tmp_path: Path, tin
 
 def test_two_process_ddp_trains_once_and_only_rank_0_writes(cli, tmp_path: Path, tiny_bert_dir, sst2_prepared) -> None:
     run = tmp_path / "ddp"
-    done = cli(
-        "finetune",
-        "--base",
-        str(tiny_bert_dir),
-        "--data",
-        str(sst2_prepared),
-        "--task",
-        "classification",
-        "--method",
-        "lora",
-        "--name",
-        "ddp",
-        "--max-steps",
-        "3",
-        "--batch-size",
-        "8",
-        "--nproc",
-        "2",
-        "--set",
-        f"run_dir={run}",
-        "--set",
-        "train.log_every=1",
-        "--set",
-        "train.precision=fp32",
-        "--json",
-    )
+    args = _finetune(tiny_bert_dir, sst2_prepared, "lora", "ddp", "--max-steps", "3", "--batch-size", "8")
+    done = cli(*args, "--nproc", "2", *_logged(run), "--json")
     assert done.returncode == 0, done.stderr
     version = done.json()  # printed once, by rank 0
     assert version["ref"] == "ddp:1" and version["metrics"]["training"]["processes"] == 2
