@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.serve.engine.base import SamplingParams, collect
-from leptonkit.serve.engine.cpu_linear import pack_linears
+from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
 
@@ -133,3 +133,9 @@ def test_packed_bf16_linears_compute_what_plain_ones_do(tiny_generator):
         packed(ids).logits.sum().backward()
     assert packed.model.layers[0].mlp.down_proj.weight.grad is not None
     assert pack_linears(AutoModelForCausalLM.from_pretrained(tiny_generator)) == 0  # fp32 layers stay as they are
+
+
+def test_packed_linear_rows_are_padded_to_few_shapes():
+    sizes = [bucket(rows) for rows in range(1, 4097)]
+    assert all(size >= rows and size - rows <= rows / 8 for rows, size in enumerate(sizes, start=1))
+    assert len(set(sizes[2048:])) == 8  # one octave (2049..4096 rows) compiles eight shapes, not 2,048

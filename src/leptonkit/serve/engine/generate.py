@@ -83,6 +83,7 @@ class NativeEngine:
         pack_linears(model)
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
+        self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
         self._waiting: deque[_Sequence] = deque()
         self._cv = threading.Condition()
         self._model_lock = threading.Lock()
@@ -270,7 +271,7 @@ class NativeEngine:
             mask[row, width - len(seq.prompt_ids) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = BatchCache(self._num_layers)
+        cache = BatchCache(self._num_layers, self._kv_dtype)
         logits = self._forward(ids, mask, positions, cache, seqs)
         cache.set_valid(mask)
         lengths = torch.tensor([len(s.prompt_ids) for s in seqs], device=self.device)

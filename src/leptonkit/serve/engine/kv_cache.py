@@ -7,6 +7,11 @@ flash-attention kernel took 6x longer than two plain matmuls for a one-token que
 values live in a preallocated slab that grows in steps (appending a token writes one column), and one-token
 queries use matmul + softmax + matmul with grouped-query heads folded into the matmul. Prompts (prefill) still use
 SDPA, whose kernel is the fast one for long queries.
+
+On a CPU the cache is kept in float32 whatever the model's dtype: bf16 matmuls go through oneDNN, which compiles and
+caches a kernel for every new shape, and attention shapes change with every batch size and cache length: a soak test
+grew by 37% in 10 minutes that way. float32 matmuls (MKL) keep no such cache and were as fast or faster here (a
+one-sequence attention 24 us instead of 68 us); the price is twice the cache memory.
 """
 
 from __future__ import annotations
@@ -33,9 +38,15 @@ def decode_attention(
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA for prompts; for one-token queries, matmuls with a boolean (True = attend) or additive mask."""
+    """SDPA for prompts; for one-token queries, matmuls with a boolean (True = attend) or additive mask.
+
+    Computed in the cache's dtype (float32 on a CPU, see the module's docstring); the output has the query's.
+    """
+    dtype = query.dtype
+    query = query.to(key.dtype)
     if query.shape[2] != 1 or dropout or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "s_aux")):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+        out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+        return out.to(dtype), weights
     batch, heads, _, dim = query.shape
     groups = heads // key.shape[1]
     scores = torch.matmul(query.view(batch, key.shape[1], groups, dim), key.transpose(2, 3))
@@ -46,7 +57,8 @@ def decode_attention(
         else:
             scores = scores + attention_mask
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-    return torch.matmul(probs, value).reshape(batch, heads, 1, dim).transpose(1, 2).contiguous(), None
+    out = torch.matmul(probs, value).reshape(batch, heads, 1, dim).transpose(1, 2)
+    return out.to(dtype).contiguous(), None
 
 
 def use_decode_attention(model: torch.nn.Module) -> None:
@@ -65,8 +77,9 @@ class SlabLayer(DynamicLayer):
     the caller masks out (:meth:`BatchCache.decode_mask` covers the whole capacity).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        self.dtype = dtype  # None: the dtype of the states cached
         self.length = 0
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
@@ -90,7 +103,9 @@ class SlabLayer(DynamicLayer):
     def reserve(self, capacity: int, like: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Grow the slabs to ``capacity`` columns, keeping the cached ones."""
         keys, values = like if self.keys is None else (self.keys, self.values)
-        self.keys, self.values = _grown(keys, self.length, capacity), _grown(values, self.length, capacity)
+        dtype = self.dtype or keys.dtype
+        self.keys = _grown(keys, self.length, capacity, dtype)
+        self.values = _grown(values, self.length, capacity, dtype)
         self.is_initialized, self.device = True, self.keys.device
 
     def adopt(self, keys: torch.Tensor, values: torch.Tensor) -> None:
@@ -102,9 +117,9 @@ class SlabLayer(DynamicLayer):
         return self.keys[:, :, : self.length], self.values[:, :, : self.length]
 
 
-def _grown(tensor: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+def _grown(tensor: torch.Tensor, length: int, capacity: int, dtype: torch.dtype) -> torch.Tensor:
     batch, heads, _, dim = tensor.shape
-    grown = tensor.new_zeros(batch, heads, capacity, dim)
+    grown = tensor.new_zeros(batch, heads, capacity, dim, dtype=dtype)
     grown[:, :, :length] = tensor[:, :, :length]
     return grown
 
@@ -118,8 +133,8 @@ class BatchCache(Cache):
     tokens instead of every token, and attention reads at most ``_GROWTH - 1`` masked columns.
     """
 
-    def __init__(self, num_layers: int) -> None:
-        super().__init__(layers=[SlabLayer() for _ in range(num_layers)])
+    def __init__(self, num_layers: int, dtype: torch.dtype | None = None) -> None:
+        super().__init__(layers=[SlabLayer(dtype) for _ in range(num_layers)])
         self._valid: torch.Tensor | None = None
 
     @property
