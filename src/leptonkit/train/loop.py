@@ -97,7 +97,10 @@ class LoopResult:
     best_dir: Path | None = None
     last_checkpoint: Path | None = None
     samples_per_second: float = 0.0
-    peak_memory_mb: float | None = None  # GPU: peak allocated; CPU: peak resident memory of the process
+    # Peak memory while the loop ran. GPU: peak allocated by torch; CPU: the process's peak resident memory (Linux
+    # resets the high-water mark at the loop's start; elsewhere it is the peak of the whole process so far).
+    peak_memory_mb: float | None = None
+    memory_at_start_mb: float | None = None  # in use when the loop started (the model included), same measure
     precision: str = "fp32"
 
 
@@ -398,8 +401,7 @@ def train_loop(
     session_start = time.monotonic()
     overhead = {"seconds": 0.0}  # evaluation and checkpoint time, left out of the throughput
     seen_at_start = progress.samples
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    memory_at_start = _start_peak_memory(device)
 
     boundary: dict[str, Any] = {}
 
@@ -560,6 +562,7 @@ def train_loop(
         last_checkpoint=last_checkpoint,
         samples_per_second=(progress.samples - seen_at_start) / max(session_seconds, 1e-9),
         peak_memory_mb=_peak_memory_mb(device),
+        memory_at_start_mb=memory_at_start,
         precision=precision,
     )
 
@@ -585,10 +588,39 @@ class _GracefulInterrupt:
             self.previous = None
 
 
+def _start_peak_memory(device: torch.device) -> float | None:
+    """Start measuring the loop's peak memory and return what is in use now (MB).
+
+    GPU: torch's peak counter is reset. CPU: the process's resident high-water mark is reset (Linux,
+    ``/proc/self/clear_refs``), so that the peak is the training's, not that of loading and tokenising before it.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _proc_status_mb("VmRSS")
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A memory figure (``VmRSS``, ``VmHWM``) of this process from ``/proc/self/status`` in MB, or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated by torch, or on CPU the process's peak resident memory (all of it, model included)."""
+    """Peak GPU memory allocated by torch since the loop started, or on CPU the process's peak resident memory
+    since then (Linux; elsewhere since the process started), model and libraries included."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = _proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -8,6 +8,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
+
 from leptonkit.errors import InvalidInputError
 from leptonkit.train.recipe import Recipe
 
@@ -50,9 +52,41 @@ def apply_method(model: Any, recipe: Recipe) -> Any:
         )
         expose_past_key_values(model)
     try:
-        return get_peft_model(model, config)
+        wrapped = get_peft_model(model, config)
     except ValueError as exc:  # e.g. target modules that the architecture does not have
         raise InvalidInputError(f"method {method!r} does not fit {recipe.base}: {exc}", param="method") from None
+    if method == "lora":
+        lean_lora_dropout(wrapped)
+    return wrapped
+
+
+class MaskDropout(torch.nn.Dropout):
+    """Dropout that keeps a one-byte mask for backward, as the fused kernels do.
+
+    On CPU, ``torch.nn.functional.dropout`` multiplies by a float noise tensor and autograd keeps that tensor: four
+    bytes per element of every LoRA input, once per adapted module (query, key and value each draw their own), which
+    is what made LoRA's training memory larger than full fine-tuning's. ``torch.native_dropout`` keeps a bool mask.
+    Same distribution, same scaling, same behaviour in eval mode.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return torch.native_dropout(x, self.p, True)[0]
+
+
+def lean_lora_dropout(model: Any) -> int:
+    """Swap the ``nn.Dropout`` modules of PEFT's LoRA layers for :class:`MaskDropout`; returns how many."""
+    swapped = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if not isinstance(dropouts, torch.nn.ModuleDict):
+            continue
+        for key, dropout in list(dropouts.items()):
+            if type(dropout) is torch.nn.Dropout and dropout.p > 0:
+                dropouts[key] = MaskDropout(dropout.p)
+                swapped += 1
+    return swapped
 
 
 def head_modules(model: Any, task: str) -> list[str] | None:

@@ -185,6 +185,13 @@ def training_metrics(result: LoopResult, test: dict | None, trainable: int, tota
         "trainable_parameters": trainable,
         "total_parameters": total,
         "peak_memory_mb": result.peak_memory_mb,
+        "memory_at_start_mb": result.memory_at_start_mb,
+        # what training added on top of the loaded model: activations, gradients, optimiser state, caches
+        "training_memory_mb": (
+            round(result.peak_memory_mb - result.memory_at_start_mb, 1)
+            if result.peak_memory_mb is not None and result.memory_at_start_mb is not None
+            else None
+        ),
         "processes": world_size(),
         **extra,
     }
