@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from leptonkit.errors import InvalidInputError
 from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
@@ -139,3 +140,55 @@ def test_packed_linear_rows_are_padded_to_few_shapes():
     sizes = [bucket(rows) for rows in range(1, 4097)]
     assert all(size >= rows and size - rows <= rows / 8 for rows, size in enumerate(sizes, start=1))
     assert len(set(sizes[2048:])) == 8  # one octave (2049..4096 rows) compiles eight shapes, not 2,048
+
+
+def test_mixed_lora_batch_decodes_like_peft_for_each_adapter(tiny_generator, tiny_adapters):
+    from peft import PeftModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    prompts = ["Hello world", "To be, or not to be", "All the world's a stage", "ça va"]
+    adapters = ["first", None, "second", "first"]
+    expected = []
+    with torch.inference_mode():
+        for prompt, adapter in zip(prompts, adapters, strict=True):
+            model = AutoModelForCausalLM.from_pretrained(tiny_generator).eval()
+            if adapter:
+                model = PeftModel.from_pretrained(model, tiny_adapters[adapter == "second"]).eval()
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+            out = model.generate(ids, max_new_tokens=10, min_new_tokens=10, do_sample=False)
+            expected.append(out[0, ids.shape[1] :].tolist())
+    assert expected[0] != expected[1] != expected[2]  # the adapters visibly change the output
+
+    async def run() -> list[list[int]]:
+        model = AutoModelForCausalLM.from_pretrained(tiny_generator).eval()
+        engine = NativeEngine("tiny", model, tokenizer)
+        await engine.start()
+        try:
+            await engine.add_adapter("first", str(tiny_adapters[0]))
+            await engine.add_adapter("second", str(tiny_adapters[1]))
+            params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+            streams = [
+                collect(engine.generate(tokenizer(p)["input_ids"], params, adapter=a))
+                for p, a in zip(prompts, adapters, strict=True)
+            ]
+            results = await asyncio.gather(*streams)
+        finally:
+            await engine.stop()
+        return [[t for delta in deltas for t in delta.token_ids] for deltas in results]
+
+    assert asyncio.run(run()) == expected
+
+
+def test_adapters_other_than_plain_lora_are_refused_with_a_hint(tiny_generator, tmp_path):
+    from peft import IA3Config, get_peft_model
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator)
+    get_peft_model(model, IA3Config(target_modules=["k_proj", "v_proj"], feedforward_modules=[])).save_pretrained(
+        tmp_path
+    )
+    engine = NativeEngine(
+        "tiny", AutoModelForCausalLM.from_pretrained(tiny_generator), AutoTokenizer.from_pretrained(tiny_generator)
+    )
+    with pytest.raises(InvalidInputError, match="plain LoRA") as caught:
+        engine._add_adapter("ia3", str(tmp_path))
+    assert "merge" in caught.value.hint

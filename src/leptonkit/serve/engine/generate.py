@@ -10,7 +10,7 @@ Rows are right-aligned: all sequences share the cache's column index, padding si
 each row has its own position ids, so rows of different lengths decode in one ``forward``. Joining pads the shorter
 cache on the left; leaving drops rows and trims all-padding columns (``kv_cache.BatchCache``). This is how
 ``transformers.generate`` batches a static batch, with rows joining and leaving between steps. Mixed LoRA adapters
-share a step through peft's ``adapter_names``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step.
+share a step through ``multi_lora``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, T
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
+from leptonkit.serve.engine.multi_lora import MultiLora
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
 
 _ids = itertools.count()
@@ -81,6 +82,7 @@ class NativeEngine:
         self._num_layers = _cache_layers(config)
         use_decode_attention(model)
         pack_linears(model)
+        self._lora = MultiLora(model.get_base_model() if hasattr(model, "get_base_model") else model)
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
@@ -167,27 +169,15 @@ class NativeEngine:
         await asyncio.to_thread(self._remove_adapter, name)
 
     def _add_adapter(self, name: str, path: str) -> None:
-        from peft import PeftModel
-
         with self._model_lock:
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(path, adapter_name=name)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
-            self.model.to(self.dtype).eval()
+            self._lora.add(name, path)
 
     def _remove_adapter(self, name: str) -> None:
-        from peft import PeftModel
-
         with self._model_lock:
             if self.uses_adapter(name):
                 raise ConflictError(f"adapter {name} is serving requests", hint="retry when they have finished")
-            if not isinstance(self.model, PeftModel):
-                return
-            if set(self.model.peft_config) == {name}:
-                self.model = self.model.unload()
-            else:
-                self.model.delete_adapter(name)
+            if name in self._lora.names:
+                self._lora.remove(name)
 
     # ---- the engine thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -252,14 +242,8 @@ class NativeEngine:
             "use_cache": True,
             "logits_to_keep": 1,
         }
-        adapters = [s.adapter for s in seqs]
-        if not hasattr(self.model, "peft_config"):
-            logits = self.model(**kwargs).logits
-        elif any(adapters):
-            logits = self.model(**kwargs, adapter_names=[a or "__base__" for a in adapters]).logits
-        else:
-            with self.model.disable_adapter():
-                logits = self.model(**kwargs).logits
+        self._lora.select([s.adapter for s in seqs])
+        logits = self.model(**kwargs).logits
         return logits[:, -1, :].float()
 
     def _prefill(self, seqs: list[_Sequence]) -> torch.Tensor:
