@@ -2,7 +2,8 @@
 
 One server serves the ~17M Llama of ``serve_throughput.py`` with 8 adapters (rank 8 on q/k/v/o, random weights);
 the same workload (32 prompts x 32 tokens, 64 output tokens, all at once) runs against the base and round-robin over
-the adapters. Writes ``benchmarks/results/serve_lora.json``.
+the adapters. A batch without adapter requests runs the plain base model (loaded adapters add nothing to it), so the
+base row is the base model alone. Writes ``benchmarks/results/serve_lora.json``.
 """
 
 from __future__ import annotations
