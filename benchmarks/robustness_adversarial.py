@@ -4,6 +4,10 @@ stage's embedding-space adversarial training (FGM), both evaluated on the dev se
 Targets (issue 8): the adversarially trained model's accuracy drop under typos at rate 0.1 is smaller than the plain
 model's, and its clean accuracy is within 1 point of it. Writes ``benchmarks/results/robustness_adversarial.json``.
 
+One typo draw changes about 600 of the 872 dev sentences and moves accuracy by a few sentences, as much as the
+difference being measured; the typo drop is therefore averaged over ``--typo-draws`` independent draws (seeds
+0..N-1), and the target is judged on that mean (the first draw's full report is kept as well).
+
 Both runs use the same seed, data slice and step budget (the machine has 2 shared CPU cores, so the train split is a
 slice); the models stay registered in ``--home`` for ``benchmarks/explain_faithfulness.py`` to reuse.
 
@@ -87,6 +91,7 @@ def main() -> None:
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--dev-rows", type=int, default=None, help="Only the first N dev sentences (smoke runs).")
+    parser.add_argument("--typo-draws", type=int, default=5, help="Independent typo draws to average the drop over.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["LEPTONKIT_HOME"] = str(args.home)
@@ -105,10 +110,15 @@ def main() -> None:
         ref, seconds = fine_tuned(registry, name, data, args.steps, adversarial)
         loaded = load_model(ref, registry=registry)
         report = evaluate_perturbed(loaded, dev, "classification", PERTURBATIONS, rate=0.1, seed=0)
+        drops = [report["perturbed"]["typos"]["drop"]["accuracy"]]
+        for seed in range(1, args.typo_draws):
+            again = evaluate_perturbed(loaded, dev, "classification", ["typos"], rate=0.1, seed=seed)
+            drops.append(again["perturbed"]["typos"]["drop"]["accuracy"])
         runs[run] = {"ref": ref, "adversarial": adversarial, "train_seconds": round(seconds, 1)} | report
-        print(ref, json.dumps({"clean": report["metrics"], "typos": report["perturbed"]["typos"]["metrics"]}))
+        runs[run]["typo_drop_per_draw"] = drops
+        print(ref, json.dumps({"clean": report["metrics"], "typo_drops": drops}))
     plain, adv = runs["sst2-plain"], runs["sst2-adversarial"]
-    typo_drop = {k: r["perturbed"]["typos"]["drop"]["accuracy"] for k, r in runs.items()}
+    typo_drop = {k: sum(r["typo_drop_per_draw"]) / len(r["typo_drop_per_draw"]) for k, r in runs.items()}
     clean_gap = abs(adv["metrics"]["accuracy"] - plain["metrics"]["accuracy"])
     result = {
         "benchmark": "robustness_adversarial",
@@ -125,6 +135,7 @@ def main() -> None:
         "runs": runs,
         "targets": {
             "typos_drop_smaller_with_adversarial": {
+                "draws": args.typo_draws,
                 "plain": typo_drop["sst2-plain"],
                 "adversarial": typo_drop["sst2-adversarial"],
                 "met": typo_drop["sst2-adversarial"] < typo_drop["sst2-plain"],
