@@ -153,3 +153,18 @@ def test_raw_files_are_prepared_into_the_run_folder(registry, tiny_bert_dir: Pat
     assert manifest["content_hash"] == version.lineage["data"]["content_hash"]
     assert {s["split"] for s in manifest["sources"]} == {"train", "valid", "test"}
     assert version.metrics["test"] and version.metrics["valid"]
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "prefix"])
+def test_parameter_efficient_ner_registers_an_adapter_that_decodes_spans(
+    method: str, registry, tiny_bert_dir: Path, conll_prepared: Path
+) -> None:
+    version = finetune(base=str(tiny_bert_dir), data=conll_prepared, task="ner", method=method, name="n", **FAST)
+    assert (version.kind, version.task) == ("adapter", "ner")
+    training = version.metrics["training"]
+    assert training["steps"] == 3 and training["trainable_parameters"] < training["total_parameters"]
+    assert set(version.metrics["test"]) == {"entity_f1", "precision", "recall"}
+    loaded = load_model(version.ref, registry=registry)
+    text = "EU rejects German call to boycott British lamb ."
+    for entity in extract_entities(loaded, [text])[0]:
+        assert text[entity["start"] : entity["end"]] == entity["text"] and entity["type"]
