@@ -10,9 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-SHARED = REPO.parent / "shared" / "data"
+from results_io import REPO, RESULTS, SHARED, write_result  # noqa: F401  (re-exported)
+
 WORK = Path(tempfile.gettempdir()) / "leptonkit-bench"  # prepared data, reused between runs
 
 
@@ -29,14 +28,6 @@ def machine() -> dict[str, Any]:
         "load_average_at_start": os.getloadavg(),
         "libraries": library_versions(),
     }
-
-
-def write_result(name: str, result: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return path
 
 
 def _sample_lines(source: Path, target: Path, rows: int | None, seed: int) -> Path:
@@ -99,6 +90,14 @@ def finetune_once(data: Path, task: str, method: str, home: Path, **overrides: A
         "metrics": version.metrics,
         "recipe_train": version.lineage["recipe"]["train"],
     }
+
+
+def print_one_run(data: Path, task: str, method: str, max_minutes: float | None, **overrides: Any) -> None:
+    """The ``--only METHOD`` child of :func:`run_each_in_subprocess`: one run in a fresh registry, as a JSON line."""
+    extra = {"max_minutes": max_minutes} if max_minutes else {}
+    with tempfile.TemporaryDirectory() as home:
+        result = finetune_once(data, task, method, Path(home), **overrides, **extra)
+    print(json.dumps(result, default=str))
 
 
 def run_each_in_subprocess(script: Path, methods: list[str], argv: list[str]) -> list[dict[str, Any]]:

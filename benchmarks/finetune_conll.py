@@ -10,11 +10,9 @@ reaches 0.839 in 11 minutes on this machine); LoRA is reported. Data: CoNLL-2003
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
-from finetune_common import finetune_once, machine, prepared_conll, run_each_in_subprocess, write_result
+from finetune_common import machine, prepared_conll, print_one_run, run_each_in_subprocess, write_result
 from leptonkit.train.recipe import NER_FULL_TRAIN  # the recipe pii-setup trains with, too
 
 SETTINGS = {
@@ -36,19 +34,15 @@ def main() -> None:
     args = parser.parse_args()
     data = prepared_conll()
     if args.only:
-        with tempfile.TemporaryDirectory() as home:
-            extra = {"max_minutes": args.max_minutes} if args.max_minutes else {}
-            result = finetune_once(
-                data,
-                "ner",
-                args.only,
-                Path(home),
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                **SETTINGS[args.only],
-                **extra,
-            )
-        print(json.dumps(result, default=str))
+        print_one_run(
+            data,
+            "ner",
+            args.only,
+            args.max_minutes,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            **SETTINGS[args.only],
+        )
         return
     argv = ["--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
     if args.max_minutes:

@@ -11,11 +11,9 @@ the reported one (GLUE's test labels are not public).
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
-from finetune_common import finetune_once, machine, prepared_sst2, run_each_in_subprocess, write_result
+from finetune_common import machine, prepared_sst2, print_one_run, run_each_in_subprocess, write_result
 
 # LoRA adapts the attention (query, key, value and its output projection), not the feed-forward layers: adapting
 # those too (all ``dense`` modules) keeps the inputs of the 1,536-wide FFN projection for backward, which made LoRA's
@@ -46,20 +44,16 @@ def main() -> None:
     args = parser.parse_args()
     data = prepared_sst2(args.rows or None)
     if args.only:
-        with tempfile.TemporaryDirectory() as home:
-            extra = {"max_minutes": args.max_minutes} if args.max_minutes else {}
-            result = finetune_once(
-                data,
-                "classification",
-                args.only,
-                Path(home),
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                eval_every=None,
-                **SETTINGS[args.only],
-                **extra,
-            )
-        print(json.dumps(result, default=str))
+        print_one_run(
+            data,
+            "classification",
+            args.only,
+            args.max_minutes,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            eval_every=None,
+            **SETTINGS[args.only],
+        )
         return
     argv = ["--rows", str(args.rows), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
     if args.max_minutes:

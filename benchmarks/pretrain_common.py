@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -12,9 +11,7 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-SHARED = REPO.parent / "shared" / "data"
+from results_io import REPO, RESULTS, SHARED, write_result  # noqa: F401  (re-exported)
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072), seconds: float = 2.0) -> float:
@@ -40,14 +37,6 @@ def machine() -> dict[str, Any]:
         "load_average_at_start": load,
         "torch": torch.__version__,
     }
-
-
-def write_result(name: str, result: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return path
 
 
 class Collector:

@@ -14,8 +14,7 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from results_io import REPO, RESULTS  # noqa: F401  (re-exported)
 
 
 def random_llama(text: str, vocab_size: int, **sizes: int) -> tuple[Any, Any]:
