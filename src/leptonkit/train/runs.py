@@ -13,14 +13,17 @@ from leptonkit.train.recipe import Recipe
 
 
 def run_directory(recipe: Recipe, resume: str | None) -> Path:
-    """The run folder: the one being resumed, ``recipe.run_dir``, or ``LEPTONKIT_HOME/runs/<name>-<UTC time>``."""
+    """The run folder, created if needed: the one being resumed, ``recipe.run_dir``, or
+    ``LEPTONKIT_HOME/runs/<name>-<UTC time>``."""
     if resume is not None:
         path = Path(resume).expanduser()
-        return path.parent.parent if (path / PROGRESS_FILE).is_file() else path
-    if recipe.run_dir:
-        return Path(recipe.run_dir).expanduser()
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return home() / "runs" / f"{recipe.name}-{stamp}"
+        folder = path.parent.parent if (path / PROGRESS_FILE).is_file() else path
+    elif recipe.run_dir:
+        folder = Path(recipe.run_dir).expanduser()
+    else:
+        folder = home() / "runs" / f"{recipe.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def apply_stage_defaults(section: Any, defaults: dict[str, Any]) -> None:

@@ -55,7 +55,6 @@ def run(recipe: Recipe, *, resume: str | None = None, registry: Registry | None 
     spec = TASKS[task]
     registry = registry or Registry()
     run_dir = run_directory(recipe, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     # 1. data and labels
     base_path = _base_folder(registry, recipe.base)

@@ -47,7 +47,6 @@ def run(
         {"lr": 2e-4 if recipe.base else 1e-3, "scheduler": "cosine", "warmup_ratio": 0.05, "weight_decay": 0.1},
     )
     run_dir = run_directory(recipe, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.train.seed)  # the same initial weights (and MLM head) for the same recipe
 
     documents = load_documents([recipe.data, *settings.extra_data])

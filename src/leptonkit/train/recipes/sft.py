@@ -47,7 +47,6 @@ def run(
         recipe.train, {"lr": 2e-4 if recipe.method == "lora" else 5e-5, "scheduler": "cosine", "max_length": 512}
     )
     run_dir = run_directory(recipe, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     base_path = registry.resolve(recipe.base)
     if folder_kind(base_path) != "model":
