@@ -34,11 +34,11 @@ class PackedLinear(torch.nn.Linear):
         if packed is None:
             packed = self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), 1)
         rows = x.reshape(-1, x.shape[-1])
-        padded = bucket(rows.shape[0])
-        if padded != rows.shape[0]:
-            rows = torch.nn.functional.pad(rows, (0, 0, 0, padded - rows.shape[0]))
+        count = rows.shape[0]
+        if bucket(count) != count:
+            rows = torch.nn.functional.pad(rows, (0, 0, 0, bucket(count) - count))
         out = torch.ops.mkldnn._linear_pointwise(rows, packed, self.bias, "none", [], "")
-        return out[: x.numel() // x.shape[-1]].reshape(*x.shape[:-1], out.shape[-1])
+        return out[:count].reshape(*x.shape[:-1], out.shape[-1])
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -51,8 +51,7 @@ def pack_linears(model: torch.nn.Module) -> int:
         return 0
     count = 0
     for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if type(module) is torch.nn.Linear and weight.dtype == torch.bfloat16 and weight.device.type == "cpu":
+        if type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16 and module.weight.is_cpu:
             module.__class__ = PackedLinear
             count += 1
     return count

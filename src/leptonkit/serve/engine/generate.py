@@ -83,7 +83,6 @@ class NativeEngine:
         use_decode_attention(model)
         pack_linears(model)
         self._lora = MultiLora(model.get_base_model() if hasattr(model, "get_base_model") else model)
-        self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
         self._waiting: deque[_Sequence] = deque()

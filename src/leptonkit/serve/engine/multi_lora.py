@@ -67,6 +67,7 @@ class MultiLora:
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
+        self.device = next(model.parameters()).device
         self.names: list[str] = []
         self.rank = 0  # the largest rank loaded: every adapter gets this many columns
         self.layers: dict[str, MultiLoraLinear] = {}
@@ -93,8 +94,7 @@ class MultiLora:
             self.mask = None
             return
         slots = {name: i for i, name in enumerate(self.names)}
-        device = next(self.model.parameters()).device
-        mask = torch.zeros(len(adapters), len(self.names), self.rank, device=device)
+        mask = torch.zeros(len(adapters), len(self.names), self.rank, device=self.device)
         for row, adapter in enumerate(adapters):
             if adapter:
                 mask[row, slots[adapter]] = 1.0
