@@ -16,6 +16,7 @@ from leptonkit.errors import InvalidInputError, NotFoundError
 from leptonkit.registry import Registry
 from leptonkit.serve.adapters import AdapterManager
 from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.engine import torch_threads
 from leptonkit.serve.engine.encoder import EncoderEngine
 from leptonkit.versions import cpu_supports_bf16
 
@@ -53,14 +54,13 @@ class ModelSet:
         self.tasks: dict[str, str] = {}
         self.created = int(time.time())
         self.adapters = AdapterManager(registry, self.generators, {}, config.max_adapters)
+        self.engine_threads: int | None = config.threads  # torch threads of each engine's own thread
 
     @classmethod
     async def load(cls, config: ServeConfig) -> ModelSet:
         models = cls(config, Registry(config.home))
-        if config.threads:
-            import torch
-
-            torch.set_num_threads(config.threads)
+        engine_threads = torch_threads.serial()  # torch's default, unless --threads says otherwise
+        models.engine_threads = config.threads or engine_threads
         try:
             for ref in config.models:
                 await models._load_one(ref)
@@ -72,15 +72,13 @@ class ModelSet:
         return models
 
     async def _load_one(self, ref: str) -> None:
-        from leptonkit.registry.loading import load_model
-
         is_folder = Path(ref).expanduser().is_dir()
         version = None if is_folder or ref.startswith("builtin:") else self.registry.get(ref)
         name = version.name if version else Path(ref).name or ref
         if name in self.refs:
             raise InvalidInputError(f"model name {name} is served twice", hint="serve one version per name")
         dtype = torch_dtype(self.config.dtype)
-        loaded = await asyncio.to_thread(load_model, ref, registry=self.registry, dtype=dtype)
+        loaded = await asyncio.to_thread(_load_serially, ref, self.registry, dtype)
         self.refs[name] = version.ref if version else str(ref)
         self.tasks[name] = loaded.task or "embedding"
         if loaded.task == GENERATION:
@@ -91,7 +89,11 @@ class ModelSet:
                 self.adapters.served_refs[name] = version.ref
         else:
             encoder = EncoderEngine(
-                name, loaded, max_batch=self.config.encoder_max_batch, max_wait_ms=self.config.encoder_max_wait_ms
+                name,
+                loaded,
+                max_batch=self.config.encoder_max_batch,
+                max_wait_ms=self.config.encoder_max_wait_ms,
+                threads=self.engine_threads,
             )
             await encoder.start()
             self.encoders[name] = encoder
@@ -116,6 +118,7 @@ class ModelSet:
             max_num_seqs=self.config.max_num_seqs,
             max_queue=self.config.max_queue,
             max_batched_tokens=self.config.max_batched_tokens,
+            threads=self.engine_threads,
         )
 
     async def close(self) -> None:
@@ -166,3 +169,11 @@ class ModelSet:
             for a in self.adapters.known.values()
         ]
         return data
+
+
+def _load_serially(ref: str, registry: Registry, dtype: Any) -> Any:
+    """Load a model in a worker thread that runs torch ops on one thread (see ``engine.torch_threads``)."""
+    from leptonkit.registry.loading import load_model
+
+    torch_threads.serial()
+    return load_model(ref, registry=registry, dtype=dtype)

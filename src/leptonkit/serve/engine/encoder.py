@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leptonkit.monitor import metrics
+from leptonkit.serve.engine import torch_threads
 from leptonkit.serve.engine.cpu_linear import pack_linears
 
 OPERATIONS = ("classify", "ner", "embed")
@@ -32,14 +33,18 @@ class _Item:
 
 
 class EncoderEngine:
-    def __init__(self, name: str, loaded: Any, *, max_batch: int = 32, max_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self, name: str, loaded: Any, *, max_batch: int = 32, max_wait_ms: float = 5.0, threads: int | None = None
+    ) -> None:
         self.name = name
         self.loaded = loaded
         self.task = loaded.task
         pack_linears(loaded.model)
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encoder-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"encoder-{name}", initializer=torch_threads.use, initargs=(threads,)
+        )
         self._queues: dict[str, asyncio.Queue[_Item]] = {}
         self._workers: list[asyncio.Task] = []
         self._m_batch = metrics.BATCH_SIZE.labels(model=name)

@@ -28,9 +28,11 @@ import torch
 
 from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
+from leptonkit.serve.engine import torch_threads
 from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, TokenLogprob, deliver
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
+from leptonkit.serve.engine.fused_decoder import fused_decoder
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.multi_lora import MultiLora
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
@@ -67,6 +69,7 @@ class NativeEngine:
         max_num_seqs: int = 64,
         max_queue: int = 256,
         max_batched_tokens: int = 2048,
+        threads: int | None = None,
     ) -> None:
         self.name = name
         self.model = model
@@ -74,6 +77,7 @@ class NativeEngine:
         self.max_num_seqs = max_num_seqs
         self.max_queue = max_queue
         self.max_batched_tokens = max_batched_tokens
+        self.threads = threads  # torch threads of the engine thread (``torch_threads``)
         config = model.config
         self.context_length = int(getattr(config, "max_position_embeddings", None) or 2048)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -82,7 +86,9 @@ class NativeEngine:
         self._num_layers = _cache_layers(config)
         use_decode_attention(model)
         pack_linears(model)
-        self._lora = MultiLora(model.get_base_model() if hasattr(model, "get_base_model") else model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._lora = MultiLora(base)
+        self._fused = fused_decoder(base)
         self.device = next(model.parameters()).device
         self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
         self._waiting: deque[_Sequence] = deque()
@@ -180,6 +186,7 @@ class NativeEngine:
 
     # ---- the engine thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
+        torch_threads.use(self.threads)
         with torch.inference_mode():
             while True:
                 with self._cv:
@@ -233,6 +240,9 @@ class NativeEngine:
         deliver(self._loop, out)
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, seqs) -> Any:
+        self._lora.select([s.adapter for s in seqs])
+        if self._fused is not None:
+            return self._fused(ids, positions, cache, mask)
         kwargs = {
             "input_ids": ids,
             "attention_mask": mask,
@@ -241,7 +251,6 @@ class NativeEngine:
             "use_cache": True,
             "logits_to_keep": 1,
         }
-        self._lora.select([s.adapter for s in seqs])
         logits = self.model(**kwargs).logits
         return logits[:, -1, :].float()
 

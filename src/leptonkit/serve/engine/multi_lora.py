@@ -41,11 +41,16 @@ class MultiLoraLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
+        delta = self.delta(x)
+        return out if delta is None else out + delta.to(out.dtype)
+
+    def delta(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The float32 LoRA update of each row's adapter, or None when no row of this forward uses one here."""
         mask = self.adapters.mask
         if mask is None or self.a is None:
-            return out
+            return None
         hidden = torch.nn.functional.linear(x.float(), self.a) * mask
-        return out + torch.nn.functional.linear(hidden, self.b).to(out.dtype)
+        return torch.nn.functional.linear(hidden, self.b)
 
     def restack(self, names: list[str], rank: int) -> None:
         """Lay out the weights of ``names`` (adapter i in columns ``i*rank:(i+1)*rank``) after one came or went."""
