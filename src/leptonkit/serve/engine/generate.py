@@ -80,6 +80,7 @@ class NativeEngine:
         self.threads = threads  # torch threads of the engine thread (``torch_threads``)
         config = model.config
         self.context_length = int(getattr(config, "max_position_embeddings", None) or 2048)
+        Detokenizer(tokenizer, [])  # refuses, with a hint, a tokenizer it cannot stream
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
