@@ -60,6 +60,27 @@ def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, length
     assert max(batch_sizes) == 2  # requests really shared decode steps, within max_num_seqs
 
 
+def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
+    model, tokenizer = tiny
+    prompts = [tokenizer(word)["input_ids"] for word in ("Hello", "The", "To")]
+    assert [len(ids) for ids in prompts] == [1, 1, 1]
+    with torch.inference_mode():
+        out = model.generate(torch.tensor(prompts), max_new_tokens=12, min_new_tokens=12, do_sample=False)
+
+    async def run() -> list[list[int]]:
+        engine = NativeEngine("tiny", model, tokenizer)
+        params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+        streams = [engine.generate(ids, params) for ids in prompts]  # queued before the engine runs: one prefill
+        await engine.start()
+        try:
+            done = await asyncio.gather(*(collect(stream) for stream in streams))
+        finally:
+            await engine.stop()
+        return [[t for delta in deltas for t in delta.token_ids] for deltas in done]
+
+    assert asyncio.run(run()) == out[:, 1:].tolist()
+
+
 def test_detokenizer_holds_back_partial_characters_and_stop_strings(tiny):
     _, tokenizer = tiny
     text = "ok 🙂 then STOP here"

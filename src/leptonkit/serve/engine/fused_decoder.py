@@ -22,7 +22,7 @@ import torch
 from transformers.models.llama.modeling_llama import rotate_half
 
 from leptonkit.serve.engine.cpu_linear import pack_linears
-from leptonkit.serve.engine.kv_cache import BatchCache, decode_attention
+from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, decode_attention, one_token_attention
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
 
 FAMILIES = ("llama", "mistral", "qwen2")
@@ -107,8 +107,12 @@ class FusedDecoder(torch.nn.Module):
         model = self.model[0]
         inner = model.model
         rows, width = ids.shape
-        if mask.dim() == 2:
+        kv_dtype = cache.layers[0].dtype or self.qkv[0].linear.weight.dtype
+        prefill = mask.dim() == 2  # a prompt may be one token long
+        if prefill:
             mask = _prefill_mask(mask)
+        else:
+            bias = attention_bias(mask, self.kv_heads, self.heads // self.kv_heads, kv_dtype)
         hidden = inner.embed_tokens(ids)
         cos, sin = inner.rotary_emb(hidden, positions)
         cos, sin = cos[:, None], sin[:, None]
@@ -120,7 +124,11 @@ class FusedDecoder(torch.nn.Module):
             qk = qkv[:, :rotated]
             qk = qk * cos + rotate_half(qk) * sin
             keys, values = cache.layers[index].update(qk[:, self.heads :], qkv[:, rotated:])
-            out, _ = decode_attention(attn, qk[:, : self.heads], keys, values, mask, scaling=attn.scaling)
+            query = qk[:, : self.heads]
+            if prefill:
+                out, _ = decode_attention(attn, query, keys, values, mask, scaling=attn.scaling)
+            else:
+                out = one_token_attention(query.to(kv_dtype), keys, values, bias, attn.scaling).to(query.dtype)
             hidden = hidden + attn.o_proj(out.reshape(rows, width, -1))
             mlp = layer.mlp
             gate, up = self.gate_up[index](layer.post_attention_layernorm(hidden)).chunk(2, dim=-1)

@@ -47,18 +47,34 @@ def decode_attention(
     if query.shape[2] != 1 or dropout or any(kwargs.get(k) is not None for k in ("softcap", "position_bias", "s_aux")):
         out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
         return out.to(dtype), weights
-    batch, heads, _, dim = query.shape
-    groups = heads // key.shape[1]
-    scores = torch.matmul(query.view(batch, key.shape[1], groups, dim), key.transpose(2, 3))
-    scores = scores * (scaling if scaling is not None else dim**-0.5)
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, float("-inf"))
-        else:
-            scores = scores + attention_mask
-    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-    out = torch.matmul(probs, value).reshape(batch, heads, 1, dim).transpose(1, 2)
-    return out.to(dtype).contiguous(), None
+    bias = attention_bias(attention_mask, key.shape[1], query.shape[1] // key.shape[1], key.dtype)
+    return one_token_attention(query, key, value, bias, scaling).to(dtype), None
+
+
+def attention_bias(mask: torch.Tensor | None, kv_heads: int, groups: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """A one-token step's mask ([rows, 1, 1, columns], boolean True = attend, or additive) as the additive
+    ``[rows x kv_heads, groups, columns]`` bias that :func:`one_token_attention` adds; a step makes it once."""
+    if mask is None:
+        return None
+    if mask.dtype == torch.bool:
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    rows, columns = mask.shape[0], mask.shape[-1]
+    return mask.to(dtype).expand(rows, kv_heads, groups, columns).reshape(rows * kv_heads, groups, columns)
+
+
+def one_token_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | None, scaling: float | None
+) -> torch.Tensor:
+    """Attention of one-token queries ([rows, heads, 1, dim], in the cache's dtype) as two batched matmuls, each
+    key/value head's query heads folded into one matmul; returns [rows, 1, heads, dim]."""
+    rows, heads, _, dim = query.shape
+    kv_heads, columns = key.shape[1], key.shape[2]
+    query = query.reshape(rows * kv_heads, heads // kv_heads, dim)
+    keys = key.view(rows * kv_heads, columns, dim).transpose(1, 2)
+    scale = scaling if scaling is not None else dim**-0.5
+    scores = torch.bmm(query, keys) * scale if bias is None else torch.baddbmm(bias, query, keys, alpha=scale)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.bmm(probs, value.view(rows * kv_heads, columns, dim)).view(rows, 1, heads, dim)
 
 
 def use_decode_attention(model: torch.nn.Module) -> None:
