@@ -60,6 +60,35 @@ def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, length
     assert max(batch_sizes) == 2  # requests really shared decode steps, within max_num_seqs
 
 
+def test_models_outside_the_llama_family_decode_through_the_generic_forward(tiny):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tokenizer = tiny
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4)
+    model = GPT2LMHeadModel(config).eval()
+    prompts = [tokenizer(p)["input_ids"] for p in ("Hello world", "To be, or not to be, that is")]
+    expected = []
+    with torch.inference_mode():
+        for ids in prompts:
+            out = model.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40, do_sample=False)
+            expected.append(out[0, len(ids) :].tolist())
+
+    async def run() -> list[list[int]]:
+        engine = NativeEngine("gpt2", model, tokenizer)
+        assert engine._fused is None
+        params = SamplingParams(max_tokens=40, temperature=0, ignore_eos=True)
+        streams = [engine.generate(ids, params) for ids in prompts]  # one left-padded batch
+        await engine.start()
+        try:
+            done = await asyncio.gather(*(collect(stream) for stream in streams))
+        finally:
+            await engine.stop()
+        return [[t for delta in deltas for t in delta.token_ids] for deltas in done]
+
+    assert asyncio.run(run()) == expected
+
+
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
     model, tokenizer = tiny
     prompts = [tokenizer(word)["input_ids"] for word in ("Hello", "The", "To")]
@@ -183,6 +212,7 @@ def test_mixed_lora_batch_decodes_like_peft_for_each_adapter(tiny_generator, tin
     async def run() -> list[list[int]]:
         model = AutoModelForCausalLM.from_pretrained(tiny_generator).eval()
         engine = NativeEngine("tiny", model, tokenizer)
+        assert engine._fused is not None  # LoRA on q/v lands on slices of the fused q/k/v projection
         await engine.start()
         try:
             await engine.add_adapter("first", str(tiny_adapters[0]))

@@ -24,7 +24,7 @@ def serve(
     grace_period: float = typer.Option(30.0, "--grace-period", help="Seconds SIGTERM waits for in-flight requests."),
     encoder_max_batch: int = typer.Option(32, "--encoder-max-batch", help="Inputs per encoder forward."),
     encoder_max_wait_ms: float = typer.Option(5.0, "--encoder-max-wait-ms", help="Encoder batch fill wait."),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (1 is best on a shared CPU)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per engine."),
     explain_steps: int = typer.Option(32, "--explain-steps", help="Integration steps per explanation (explain: true)."),
     auth: str | None = typer.Option(None, "--auth", help="on or off (default: on unless bound to loopback)."),
     metrics_public: bool = typer.Option(False, "--metrics-public", help="Serve /metrics without an API key."),

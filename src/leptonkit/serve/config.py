@@ -26,7 +26,7 @@ class ServeConfig(BaseModel):
     encoder_max_batch: int = Field(32, ge=1, description="Inputs per encoder forward.")
     encoder_max_wait_ms: float = Field(5.0, ge=0, description="How long an encoder batch waits to fill.")
     threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (default: torch's); 1 is fastest on a CPU shared with others."
+        None, ge=1, description="torch CPU threads of each engine (default: torch's); other threads use one."
     )
     explain_steps: int = Field(32, ge=1, le=1024, description="Integration steps per explanation (explain: true).")
     # Operations (owned by leptonkit.serve.operations / security / safety; CLI flags of the same names).
