@@ -213,6 +213,8 @@ def test_mixed_lora_batch_decodes_like_peft_for_each_adapter(tiny_generator, tin
         model = AutoModelForCausalLM.from_pretrained(tiny_generator).eval()
         engine = NativeEngine("tiny", model, tokenizer)
         assert engine._fused is not None  # LoRA on q/v lands on slices of the fused q/k/v projection
+        fused, v_proj = engine._fused.qkv[0].linear.weight, model.model.layers[0].self_attn.v_proj.weight
+        assert v_proj.untyped_storage().data_ptr() == fused.untyped_storage().data_ptr()  # a view, not a copy
         await engine.start()
         try:
             await engine.add_adapter("first", str(tiny_adapters[0]))

@@ -9,7 +9,8 @@ projections also make each matmul wider, which oneDNN runs more efficiently. It 
 do, kept to the one family leptonkit pretrains and most small open models use; other models keep the generic
 forward.
 
-The KV cache and attention are the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters
+The fused weights are the only copy: the original projections keep views of them. The KV cache and attention are
+the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters
 on the fused projections are applied per slice (:meth:`MultiLoraLinear.delta`); on ``o_proj`` and ``down_proj``
 the wrapped modules run as they are.
 """
@@ -60,16 +61,18 @@ class _Fused(torch.nn.Module):
     def __init__(self, owner: torch.nn.Module, names: tuple[str, ...]) -> None:
         super().__init__()
         parts = [getattr(owner, name) for name in names]
-        weight = torch.cat([p.weight.detach() for p in parts])
-        self.linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=parts[0].bias is not None)
-        self.linear.to(weight.device, weight.dtype)
-        with torch.no_grad():
-            self.linear.weight.copy_(weight)
-            if self.linear.bias is not None:
-                self.linear.bias.copy_(torch.cat([p.bias.detach() for p in parts]))
-        self.owner, self.names = [owner], names  # a list: the owner is not a submodule of this one
         ends = torch.tensor([p.out_features for p in parts]).cumsum(0).tolist()
         self.slices = [slice(end - p.out_features, end) for p, end in zip(parts, ends, strict=True)]
+        has_bias = parts[0].bias is not None
+        self.linear = torch.nn.Linear(parts[0].in_features, ends[-1], bias=has_bias, device="meta")
+        self.linear.weight = _frozen(torch.cat([p.weight.detach() for p in parts]))
+        if has_bias:
+            self.linear.bias = _frozen(torch.cat([p.bias.detach() for p in parts]))
+        for part, rows in zip(parts, self.slices, strict=True):  # the parts keep views: one copy in memory
+            part.weight = _frozen(self.linear.weight[rows])
+            if has_bias:
+                part.bias = _frozen(self.linear.bias[rows])
+        self.owner, self.names = [owner], names  # a list: the owner is not a submodule of this one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.linear(x)
@@ -143,3 +146,7 @@ def _prefill_mask(valid: torch.Tensor) -> torch.Tensor:
     causal = torch.ones(width, width, dtype=torch.bool, device=valid.device).tril()
     own = torch.eye(width, dtype=torch.bool, device=valid.device)
     return (causal & valid.bool()[:, None, None, :]) | own
+
+
+def _frozen(tensor: torch.Tensor) -> torch.nn.Parameter:
+    return torch.nn.Parameter(tensor, requires_grad=False)
