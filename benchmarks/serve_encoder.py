@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds, so both see the same CPU load.")
     parser.add_argument("--max-wait-ms", default="5", help="The batched server's --encoder-max-wait-ms.")
+    parser.add_argument("--threads", default="2", help="Both servers' --threads.")
     args = parser.parse_args()
     setups = {
         "one_at_a_time": ["--encoder-max-batch", "1", "--encoder-max-wait-ms", "0"],
@@ -89,7 +90,7 @@ def main() -> None:
         home = Path(tmp)
         make_classifier(home)
         urls = {
-            label: stack.enter_context(leptonkit_server(home, "sentiment", *flags, "--threads", "1"))[0]
+            label: stack.enter_context(leptonkit_server(home, "sentiment", *flags, "--threads", args.threads))[0]
             for label, flags in setups.items()
         }
         for _ in range(args.rounds):
@@ -100,6 +101,7 @@ def main() -> None:
         result = {label: t | {"requests_per_s": t["requests"] / t["seconds"]} for label, t in totals.items()}
         for label, url in urls.items():
             result[label]["mean_batch"] = mean_batch(url)
+    result["threads"] = int(args.threads)
     result["speedup"] = result["dynamic_batching"]["requests_per_s"] / result["one_at_a_time"]["requests_per_s"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_encoder.json").write_text(json.dumps(result, indent=2) + "\n")
