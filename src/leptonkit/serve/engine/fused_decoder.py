@@ -1,18 +1,17 @@
 """A lean forward pass for Llama-family decoders (Llama, Mistral, Qwen2), used by the native engine when it can.
 
 It runs the model's own modules (embeddings, RMSNorms, rotary embedding, ``o_proj``, ``down_proj``, LM head) and
-its weights, but calls them directly instead of through ``transformers``' generic forward, and fuses two groups of
-projections that read the same input: ``q/k/v_proj`` become one linear layer and ``gate/up_proj`` another. Why:
-on this CPU a 32-sequence decode step of a 17M Llama spent about a third of its time in Python between the kernels
-(output-capture hooks, mask building, per-projection calls), and a one-sequence step far more; the fused
-projections also make each matmul wider, which oneDNN runs more efficiently. It is what vLLM's own model classes
-do, kept to the one family leptonkit pretrains and most small open models use; other models keep the generic
-forward.
+its weights, but calls them directly instead of through ``transformers``' generic forward (output-capture hooks,
+mask building, one call per projection), and fuses two groups of projections that read the same input:
+``q/k/v_proj`` become one linear layer and ``gate/up_proj`` another, so each matmul is wider. Measured on a 17M
+Llama on this 2-CPU machine, in-process: a one-sequence decode step went from 5.6-6.5 ms to 3.9 ms, a 32-sequence
+step from 11.4 to 10.3 ms. It is what vLLM's own model classes do, kept to the one family leptonkit pretrains and
+most small open models use; other models keep the generic forward.
 
 The fused weights are the only copy: the original projections keep views of them. The KV cache and attention are
-the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters
-on the fused projections are applied per slice (:meth:`MultiLoraLinear.delta`); on ``o_proj`` and ``down_proj``
-the wrapped modules run as they are.
+the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters on the fused projections are
+applied per slice (:meth:`MultiLoraLinear.delta`); on ``o_proj`` and ``down_proj`` the wrapped modules run as they
+are.
 """
 
 from __future__ import annotations
