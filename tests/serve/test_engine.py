@@ -74,19 +74,9 @@ def test_models_outside_the_llama_family_decode_through_the_generic_forward(tiny
             out = model.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40, do_sample=False)
             expected.append(out[0, len(ids) :].tolist())
 
-    async def run() -> list[list[int]]:
-        engine = NativeEngine("gpt2", model, tokenizer)
-        assert engine._fused is None
-        params = SamplingParams(max_tokens=40, temperature=0, ignore_eos=True)
-        streams = [engine.generate(ids, params) for ids in prompts]  # one left-padded batch
-        await engine.start()
-        try:
-            done = await asyncio.gather(*(collect(stream) for stream in streams))
-        finally:
-            await engine.stop()
-        return [[t for delta in deltas for t in delta.token_ids] for deltas in done]
-
-    assert asyncio.run(run()) == expected
+    engine = NativeEngine("gpt2", model, tokenizer)
+    assert engine._fused is None
+    assert asyncio.run(_decode_together(engine, prompts, 40)) == expected  # one left-padded batch
 
 
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
@@ -96,18 +86,19 @@ def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tin
     with torch.inference_mode():
         out = model.generate(torch.tensor(prompts), max_new_tokens=12, min_new_tokens=12, do_sample=False)
 
-    async def run() -> list[list[int]]:
-        engine = NativeEngine("tiny", model, tokenizer)
-        params = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
-        streams = [engine.generate(ids, params) for ids in prompts]  # queued before the engine runs: one prefill
-        await engine.start()
-        try:
-            done = await asyncio.gather(*(collect(stream) for stream in streams))
-        finally:
-            await engine.stop()
-        return [[t for delta in deltas for t in delta.token_ids] for deltas in done]
+    assert asyncio.run(_decode_together(NativeEngine("tiny", model, tokenizer), prompts, 12)) == out[:, 1:].tolist()
 
-    assert asyncio.run(run()) == out[:, 1:].tolist()
+
+async def _decode_together(engine: NativeEngine, prompts: list[list[int]], n: int) -> list[list[int]]:
+    """``n`` greedy tokens per prompt, all queued before the engine starts, so they are prefilled in one batch."""
+    params = SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
+    streams = [engine.generate(ids, params) for ids in prompts]
+    await engine.start()
+    try:
+        done = await asyncio.gather(*(collect(stream) for stream in streams))
+    finally:
+        await engine.stop()
+    return [[t for delta in deltas for t in delta.token_ids] for deltas in done]
 
 
 def test_detokenizer_holds_back_partial_characters_and_stop_strings(tiny):
