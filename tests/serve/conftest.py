@@ -25,7 +25,10 @@ NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 @pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, hidden-64 Llama with random weights and a 512-token BPE tokenizer, saved as a HF folder."""
+    """A 2-layer, hidden-64 Llama with random weights and a 512-token BPE tokenizer, saved as a HF folder.
+
+    Two query heads share one key/value head (grouped-query attention); heads of 32 dimensions, the smallest that
+    vLLM's CPU attention runs."""
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
@@ -33,8 +36,8 @@ def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from leptonkit.train.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(CORPUS * 20, vocab_size=512, min_frequency=1)
-    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
-    sizes |= {"num_key_value_heads": 2, "max_position_embeddings": 128}
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
+    sizes |= {"num_key_value_heads": 1, "max_position_embeddings": 128}
     torch.manual_seed(0)
     model = LlamaForCausalLM(llama_config("tiny", vocab_size=len(tokenizer), tokenizer=tokenizer, **sizes))
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
