@@ -79,6 +79,30 @@ def test_models_outside_the_llama_family_decode_through_the_generic_forward(tiny
     assert asyncio.run(_decode_together(engine, prompts, 40)) == expected  # one left-padded batch
 
 
+@pytest.mark.parametrize("family", ["mistral", "qwen2"])
+def test_other_llama_family_decoders_take_the_fused_forward_and_decode_like_generate(tiny, family):
+    from transformers import AutoConfig
+
+    _, tokenizer = tiny
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = AutoConfig.for_model(
+        family, vocab_size=len(tokenizer), num_key_value_heads=1, sliding_window=None, **sizes
+    )
+    model = AutoModelForCausalLM.from_config(config).eval()
+    if family == "qwen2":
+        assert model.model.layers[0].self_attn.q_proj.bias is not None  # fused with its bias
+    prompts = [tokenizer(p)["input_ids"] for p in ("Hello world", "To be, or not to be, that is")]
+    expected = []
+    with torch.inference_mode():
+        for ids in prompts:
+            out = model.generate(torch.tensor([ids]), max_new_tokens=20, min_new_tokens=20, do_sample=False)
+            expected.append(out[0, len(ids) :].tolist())
+    engine = NativeEngine(family, model, tokenizer)
+    assert engine._fused is not None
+    assert asyncio.run(_decode_together(engine, prompts, 20)) == expected
+
+
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
     model, tokenizer = tiny
     prompts = [tokenizer(word)["input_ids"] for word in ("Hello", "The", "To")]
