@@ -21,6 +21,9 @@ def tiny(tiny_generator):
     return AutoModelForCausalLM.from_pretrained(tiny_generator).eval(), AutoTokenizer.from_pretrained(tiny_generator)
 
 
+TWO_PROMPTS = ("Hello world", "To be, or not to be, that is")
+
+
 # the second set runs past several growths of the KV cache's slabs (kv_cache._GROWTH columns each)
 @pytest.mark.parametrize("lengths", [[20, 7, 13, 16], [100, 40, 90, 70]])
 def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, lengths):
@@ -67,15 +70,10 @@ def test_models_outside_the_llama_family_decode_through_the_generic_forward(tiny
     torch.manual_seed(0)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4)
     model = GPT2LMHeadModel(config).eval()
-    prompts = [tokenizer(p)["input_ids"] for p in ("Hello world", "To be, or not to be, that is")]
-    expected = []
-    with torch.inference_mode():
-        for ids in prompts:
-            out = model.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40, do_sample=False)
-            expected.append(out[0, len(ids) :].tolist())
-
     engine = NativeEngine("gpt2", model, tokenizer)
     assert engine._fused is None
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    expected = _generate_each(model, prompts, 40)
     assert asyncio.run(_decode_together(engine, prompts, 40)) == expected  # one left-padded batch
 
 
@@ -92,15 +90,10 @@ def test_other_llama_family_decoders_take_the_fused_forward_and_decode_like_gene
     model = AutoModelForCausalLM.from_config(config).eval()
     if family == "qwen2":
         assert model.model.layers[0].self_attn.q_proj.bias is not None  # fused with its bias
-    prompts = [tokenizer(p)["input_ids"] for p in ("Hello world", "To be, or not to be, that is")]
-    expected = []
-    with torch.inference_mode():
-        for ids in prompts:
-            out = model.generate(torch.tensor([ids]), max_new_tokens=20, min_new_tokens=20, do_sample=False)
-            expected.append(out[0, len(ids) :].tolist())
     engine = NativeEngine(family, model, tokenizer)
     assert engine._fused is not None
-    assert asyncio.run(_decode_together(engine, prompts, 20)) == expected
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    assert asyncio.run(_decode_together(engine, prompts, 20)) == _generate_each(model, prompts, 20)
 
 
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
@@ -111,6 +104,15 @@ def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tin
         out = model.generate(torch.tensor(prompts), max_new_tokens=12, min_new_tokens=12, do_sample=False)
 
     assert asyncio.run(_decode_together(NativeEngine("tiny", model, tokenizer), prompts, 12)) == out[:, 1:].tolist()
+
+
+def _generate_each(model: torch.nn.Module, prompts: list[list[int]], n: int) -> list[list[int]]:
+    """``n`` greedy tokens per prompt from ``transformers.generate``, one prompt at a time."""
+    with torch.inference_mode():
+        outs = [
+            model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n, do_sample=False) for ids in prompts
+        ]
+    return [out[0, len(ids) :].tolist() for out, ids in zip(outs, prompts, strict=True)]
 
 
 async def _decode_together(engine: NativeEngine, prompts: list[list[int]], n: int) -> list[list[int]]:
