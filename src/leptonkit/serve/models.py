@@ -45,7 +45,7 @@ def torch_dtype(name: str) -> Any:
 
 
 class ModelSet:
-    def __init__(self, config: ServeConfig, registry: Registry) -> None:
+    def __init__(self, config: ServeConfig, registry: Registry, engine_threads: int) -> None:
         self.config = config
         self.registry = registry
         self.generators: dict[str, Any] = {}
@@ -54,13 +54,12 @@ class ModelSet:
         self.tasks: dict[str, str] = {}
         self.created = int(time.time())
         self.adapters = AdapterManager(registry, self.generators, {}, config.max_adapters)
-        self.engine_threads: int | None = config.threads  # torch threads of each engine's own thread
+        self.engine_threads = engine_threads  # torch threads of each engine's own thread
 
     @classmethod
     async def load(cls, config: ServeConfig) -> ModelSet:
-        models = cls(config, Registry(config.home))
-        engine_threads = torch_threads.serial()  # torch's default, unless --threads says otherwise
-        models.engine_threads = config.threads or engine_threads
+        default_threads = torch_threads.serial()  # from here on, this thread runs torch ops on one thread
+        models = cls(config, Registry(config.home), config.threads or default_threads)
         try:
             for ref in config.models:
                 await models._load_one(ref)
