@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.security.server import free_port
 from tests.serve.conftest import ServerThread, serve_thread
 
 BODY = {"model": "tiny", "prompt": "Hello", "max_tokens": 4}
@@ -88,15 +88,9 @@ def test_client_disconnect_frees_the_slot(small_server, monkeypatch):
     assert engine.stats() == {"running": 0, "waiting": 0}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_requests_then_exits_0(served_home, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"LEPTONKIT_HOME": str(served_home)}
     command = [sys.executable, "-m", "leptonkit.cli.main", "serve", "tiny", "--port", str(port), "--grace-period", "20"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

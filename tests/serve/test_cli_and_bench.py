@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from leptonkit.bench.serve import BenchSettings, make_prompts
+from tests.security.server import free_port
 
 
 def test_serve_unknown_model_is_one_line_exit_2(cli):
@@ -36,3 +37,20 @@ def test_bench_serve_measures_a_real_server(server, cli, tmp_path):
     assert data["total_output_tokens"] == 30
     assert data["output_throughput"] > 0 and 0 < data["ttft_ms"]["median"] <= data["e2el_ms"]["median"]
     assert data["tpot_ms"]["mean"] > 0 and out.read_text().strip().startswith("{")
+
+
+def test_bench_serve_reports_failed_requests_with_their_error(server, cli):
+    result = cli("bench", "serve", "--url", server.url, "--model", "no-such-model", "--num-prompts", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    data = result.json()
+    assert data["completed"] == 0 and data["failed"] == 3
+    (error,) = data["errors"]  # the same error for every request, reported once
+    assert error.startswith("HTTP 404") and "no-such-model" in error
+
+
+def test_bench_serve_reports_an_unreachable_server(cli):
+    result = cli("bench", "serve", "--url", f"http://127.0.0.1:{free_port()}", "--model", "m", "--num-prompts", "2",
+                 "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = result.json()
+    assert data["completed"] == 0 and data["failed"] == 2 and "Connect" in data["errors"][0]

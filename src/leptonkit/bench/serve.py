@@ -5,6 +5,9 @@ leptonkit and vLLM see the same input) or prompts from a file; they arrive all a
 (``request_rate``), with at most ``max_concurrency`` in flight. Per request: time to first token (TTFT), time per
 output token after the first (TPOT), every inter-token latency (ITL) and end-to-end latency; summarised as mean,
 median and p99, with request and token throughput.
+
+The client is ``aiohttp``, as in vLLM's benchmark: it shares the machine with the server under test, and costs
+about a third of the CPU per request that ``httpx`` does.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from leptonkit.errors import InvalidInputError
 
@@ -68,7 +71,9 @@ def make_prompts(settings: BenchSettings) -> list[str | list[int]]:
     ]
 
 
-async def _one(http: httpx.AsyncClient, settings: BenchSettings, prompt: str | list[int], model: str) -> RequestResult:
+async def _one(
+    http: aiohttp.ClientSession, settings: BenchSettings, prompt: str | list[int], model: str
+) -> RequestResult:
     body = {
         "model": model,
         "prompt": prompt,
@@ -81,12 +86,13 @@ async def _one(http: httpx.AsyncClient, settings: BenchSettings, prompt: str | l
     result = RequestResult(ok=False)
     start = last = time.perf_counter()
     try:
-        async with http.stream("POST", "/v1/completions", json=body) as response:
-            if response.status_code != 200:
-                result.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
+        async with http.post(f"{settings.url.rstrip('/')}/v1/completions", json=body) as response:
+            if response.status != 200:
+                result.error = f"HTTP {response.status}: {(await response.read())[:200]!r}"
                 return result
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+            async for raw in response.content:  # one SSE line at a time
+                line = raw.strip()
+                if not line.startswith(b"data: ") or line == b"data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
                 if chunk.get("usage"):
@@ -102,7 +108,7 @@ async def _one(http: httpx.AsyncClient, settings: BenchSettings, prompt: str | l
                 last = now
         result.latency = time.perf_counter() - start
         result.ok = result.ttft > 0
-    except httpx.HTTPError as err:
+    except aiohttp.ClientError as err:
         result.error = f"{type(err).__name__}: {err}"
     return result
 
@@ -112,10 +118,9 @@ async def run_benchmark(settings: BenchSettings) -> dict[str, Any]:
     rng = random.Random(settings.seed + 1)
     limit = asyncio.Semaphore(settings.max_concurrency or len(prompts))
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(
-        base_url=settings.url.rstrip("/"), headers=headers, timeout=None, limits=limits
-    ) as http:
+    connector = aiohttp.TCPConnector(limit=0)  # no cap on connections: ``max_concurrency`` is the cap
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as http:
 
         async def limited(prompt: str | list[int], model: str) -> RequestResult:
             async with limit:
