@@ -1,7 +1,8 @@
 """Encoder dynamic batching: ``/v1/classify`` with MiniLM at 32 concurrent clients, batched vs one at a time.
 
 The same server command runs twice: with dynamic batching (``--encoder-max-batch 32 --encoder-max-wait-ms 5``) and
-one request per forward (``--encoder-max-batch 1 --encoder-max-wait-ms 0``). Writes
+one request per forward (``--encoder-max-batch 1 --encoder-max-wait-ms 0``). The clients share one ``aiohttp``
+session (as ``leptonkit bench serve`` does): they run on the same CPUs as the server. Writes
 ``benchmarks/results/serve_encoder.json``.
 
     .venv/bin/python benchmarks/serve_encoder.py [--requests 512]
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from serve_common import RESULTS, leptonkit_server
@@ -45,19 +47,21 @@ def make_classifier(home: Path) -> None:
 
 
 async def load(url: str, requests: int, clients: int) -> dict:
-    async with httpx.AsyncClient(base_url=url, timeout=600) as http:
+    endpoint = f"{url}/v1/classify"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), raise_for_status=True) as http:
         counter = iter(range(requests))
 
         async def client() -> int:
             done = 0
             for i in counter:
                 body = {"model": "sentiment", "input": SENTENCES[i % len(SENTENCES)]}
-                response = await http.post("/v1/classify", json=body)
-                response.raise_for_status()
+                async with http.post(endpoint, json=body) as response:
+                    await response.read()
                 done += 1
             return done
 
-        await http.post("/v1/classify", json={"model": "sentiment", "input": SENTENCES})  # warm-up
+        async with http.post(endpoint, json={"model": "sentiment", "input": SENTENCES}) as response:  # warm-up
+            await response.read()
         start = time.perf_counter()
         done = sum(await asyncio.gather(*(client() for _ in range(clients))))  # 32 clients, one request each at a time
         seconds = time.perf_counter() - start
