@@ -6,8 +6,9 @@ leptonkit and vLLM see the same input) or prompts from a file; they arrive all a
 output token after the first (TPOT), every inter-token latency (ITL) and end-to-end latency; summarised as mean,
 median and p99, with request and token throughput.
 
-The client is ``aiohttp``, as in vLLM's benchmark: it shares the machine with the server under test, and costs
-about a third of the CPU per request that ``httpx`` does.
+The client is ``aiohttp``, as in vLLM's benchmark: it shares the CPUs with the server under test, so its own cost
+counts. Measured on this 2-CPU machine: 36-39 us of client CPU per streamed token against ``httpx``'s 94-101 us, and
+0.14 ms per small ``/v1/classify`` request against 1.3-1.5 ms.
 """
 
 from __future__ import annotations
