@@ -2,8 +2,8 @@
 
 The same server command runs twice: with dynamic batching (``--encoder-max-batch 32 --encoder-max-wait-ms 5``) and
 one request per forward (``--encoder-max-batch 1 --encoder-max-wait-ms 0``). The clients share one ``aiohttp``
-session (as ``leptonkit bench serve`` does): they run on the same CPUs as the server. Writes
-``benchmarks/results/serve_encoder.json``.
+session (as ``leptonkit bench serve`` does): they run on the same CPUs as the server. Then the forward alone is
+timed at batch 1 and 32 (no HTTP): its ratio bounds the speedup. Writes ``benchmarks/results/serve_encoder.json``.
 
     .venv/bin/python benchmarks/serve_encoder.py [--requests 512]
 """
@@ -77,6 +77,31 @@ def mean_batch(url: str) -> float:
     return samples["leptonkit_batch_size_sum"] / max(samples["leptonkit_batch_size_count"], 1)
 
 
+def model_only(home: Path, threads: int, batches: tuple[int, ...] = (1, 32), repeats: int = 30) -> dict[str, float]:
+    """Milliseconds per request of the forward alone (as the server runs it: bf16 where supported, packed linears), by
+    batch size: the ratio of its batch-1 and batched costs bounds the speedup any server can show."""
+    import torch
+
+    from leptonkit import inference
+    from leptonkit.registry import Registry
+    from leptonkit.registry.loading import load_model
+    from leptonkit.serve.engine.cpu_linear import pack_linears
+    from leptonkit.serve.models import torch_dtype
+
+    torch.set_num_threads(threads)
+    loaded = load_model("sentiment", registry=Registry(home), dtype=torch_dtype("auto"))
+    pack_linears(loaded.model)
+    per_request = {}
+    for batch in batches:
+        texts = [SENTENCES[i % len(SENTENCES)] for i in range(batch)]
+        inference.classify(loaded, texts)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            inference.classify(loaded, texts)
+        per_request[f"batch_{batch}_ms_per_request"] = (time.perf_counter() - start) / repeats / batch * 1000
+    return per_request
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=512)
@@ -105,8 +130,12 @@ def main() -> None:
         result = {label: t | {"requests_per_s": t["requests"] / t["seconds"]} for label, t in totals.items()}
         for label, url in urls.items():
             result[label]["mean_batch"] = mean_batch(url)
+        stack.close()  # the servers stop before the model-only timing
+        result["model_only"] = model_only(home, int(args.threads))
     result["threads"] = int(args.threads)
     result["speedup"] = result["dynamic_batching"]["requests_per_s"] / result["one_at_a_time"]["requests_per_s"]
+    forward = result["model_only"]
+    result["model_only_speedup_bound"] = forward["batch_1_ms_per_request"] / forward["batch_32_ms_per_request"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_encoder.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -2,8 +2,9 @@
 
 One server serves the ~17M Llama of ``serve_throughput.py`` with 8 adapters (rank 8 on q/k/v/o, random weights);
 the same workload (32 prompts x 32 tokens, 64 output tokens, all at once) runs against the base and round-robin over
-the adapters. A batch without adapter requests runs the plain base model (loaded adapters add nothing to it), so the
-base row is the base model alone. Writes ``benchmarks/results/serve_lora.json``.
+the adapters, ``REPEATS`` times each, taking turns; the median runs are compared. A batch without adapter requests
+runs the plain base model (loaded adapters add nothing to it), so the base row is the base model alone. Writes
+``benchmarks/results/serve_lora.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from serve_common import RESULTS, leptonkit_server
-from serve_throughput import bench, build_model
+from serve_throughput import REPEATS, bench, build_model, median_run
 
 ADAPTERS = [f"lora{i}" for i in range(8)]
 
@@ -43,10 +44,12 @@ def main() -> None:
         with leptonkit_server(home, "bench-llama", *flags, "--max-adapters", "8", "--threads", "1") as (url, _):
             workload = {"num_prompts": 32, "input_len": 32, "output_len": 64}
             bench(url, "bench-llama", num_prompts=4, input_len=8, output_len=4)  # warm-up
-            result = {
-                "base": bench(url, "bench-llama", **workload),
-                "eight_adapters_mixed": bench(url, ",".join(ADAPTERS), **workload),
-            }
+            models = {"base": "bench-llama", "eight_adapters_mixed": ",".join(ADAPTERS)}
+            runs: dict[str, list[dict]] = {label: [] for label in models}
+            for _ in range(REPEATS):
+                for label, model in models.items():
+                    runs[label].append(bench(url, model, **workload))
+            result = {label: median_run(label_runs) for label, label_runs in runs.items()}
     result["ratio"] = result["eight_adapters_mixed"]["output_throughput"] / result["base"]["output_throughput"]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_lora.json").write_text(json.dumps(result, indent=2) + "\n")
