@@ -25,6 +25,9 @@ def serve(
     encoder_max_batch: int = typer.Option(32, "--encoder-max-batch", help="Inputs per encoder forward."),
     encoder_max_wait_ms: float = typer.Option(5.0, "--encoder-max-wait-ms", help="Encoder batch fill wait."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads per engine."),
+    compile: bool = typer.Option(
+        False, "--compile", help="Compile Llama-family decode steps (torch.compile) before serving: faster steps."
+    ),
     explain_steps: int = typer.Option(32, "--explain-steps", help="Integration steps per explanation (explain: true)."),
     auth: str | None = typer.Option(None, "--auth", help="on or off (default: on unless bound to loopback)."),
     metrics_public: bool = typer.Option(False, "--metrics-public", help="Serve /metrics without an API key."),

@@ -25,6 +25,9 @@ class ServeConfig(BaseModel):
     grace_period: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for in-flight requests.")
     encoder_max_batch: int = Field(32, ge=1, description="Inputs per encoder forward.")
     encoder_max_wait_ms: float = Field(5.0, ge=0, description="How long an encoder batch waits to fill.")
+    compile: bool = Field(
+        False, description="Compile Llama-family decode steps with torch.compile before serving (tens of seconds)."
+    )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads of each engine (default: torch's); other threads use one."
     )

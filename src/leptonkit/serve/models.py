@@ -118,6 +118,7 @@ class ModelSet:
             max_queue=self.config.max_queue,
             max_batched_tokens=self.config.max_batched_tokens,
             threads=self.engine_threads,
+            compile=self.config.compile,
         )
 
     async def close(self) -> None:

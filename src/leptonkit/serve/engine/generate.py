@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import inspect
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -31,12 +32,15 @@ from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
 from leptonkit.serve.engine import torch_threads
 from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, TokenLogprob, deliver
+from leptonkit.serve.engine.compiled_step import CompiledStep, compiled_step
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.fused_decoder import fused_decoder
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.multi_lora import MultiLora
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
+
+log = logging.getLogger(__name__)
 
 _ids = itertools.count()
 
@@ -71,6 +75,7 @@ class NativeEngine:
         max_queue: int = 256,
         max_batched_tokens: int = 2048,
         threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.name = name
         self.model = model
@@ -79,6 +84,9 @@ class NativeEngine:
         self.max_queue = max_queue
         self.max_batched_tokens = max_batched_tokens
         self.threads = threads  # torch threads of the engine thread (``torch_threads``)
+        self.compile = compile  # decode steps through ``compiled_step``, compiled in the engine thread at start
+        self._compiled: CompiledStep | None = None
+        self._started = threading.Event()
         config = model.config
         self.context_length = int(getattr(config, "max_position_embeddings", None) or 2048)
         Detokenizer(tokenizer, [])  # refuses, with a hint, a tokenizer it cannot stream
@@ -120,6 +128,7 @@ class NativeEngine:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
         self._thread.start()
+        await asyncio.to_thread(self._started.wait)  # ready once the decode step is compiled (``compile``)
 
     async def stop(self) -> None:
         with self._cv:
@@ -192,6 +201,9 @@ class NativeEngine:
     # ---- the engine thread -----------------------------------------------------------------------------------
     def _run(self) -> None:
         torch_threads.use(self.threads)
+        if self.compile:  # here: a compiled graph's OpenMP team belongs to the thread that runs it
+            self._compiled = self._compile()
+        self._started.set()
         with torch.inference_mode():
             while True:
                 with self._cv:
@@ -244,8 +256,20 @@ class NativeEngine:
         self._m_running.set(len(self._seqs))
         deliver(self._loop, out)
 
+    def _compile(self) -> CompiledStep | None:
+        if self._fused is None:
+            log.warning("--compile: %s is not a Llama-family model; its decode step runs eagerly", self.name)
+            return None
+        started = time.perf_counter()
+        step = compiled_step(self._fused, self.context_length)
+        if step is not None:
+            log.info("compiled the decode step of %s in %.1f s", self.name, time.perf_counter() - started)
+        return step
+
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, seqs) -> Any:
         self._lora.select([s.adapter for s in seqs])
+        if self._compiled is not None and mask.dim() == 4 and self._lora.mask is None:
+            return self._compiled.decode(ids, positions, cache, mask)
         if self._fused is not None:
             return self._fused(ids, positions, cache, mask)
         kwargs = {

@@ -1,0 +1,161 @@
+"""The one-token decode step of a Llama-family model compiled by ``torch.compile`` (inductor): ``serve --compile``.
+
+Eager PyTorch runs a decode step as about a thousand small ops, each paying Python and dispatcher overhead; on a
+CPU, where there are no CUDA graphs, that overhead is most of a small model's step. Inductor fuses the elementwise
+ops (norms, rotary embedding, activations, softmax) into a few C++ loops and, with ``freezing``, prepacks the
+weights for oneDNN. Measured on the 17M benchmark Llama on this 2-CPU machine, in-process: one sequence 1.8 ms a
+step instead of 2.9 ms, 32 sequences 6.7 ms instead of 8.3 ms. vLLM compiles its CPU models the same way.
+
+The compiled graph never writes to the KV cache, so the engine's cache stays the eager one: it reads the slabs (the
+columns written so far, masked by an additive bias) and returns each layer's new key and value, which the caller
+appends. The new token attends to itself through a separate score joined to the cached ones before the softmax.
+Batch size and cache capacity are dynamic: one graph for a single sequence (PyTorch specialises size 1) and one for
+the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 40 s here).
+
+Results match the eager step to bf16 rounding, not bit for bit (fused loops add in another order), so greedy
+outputs can differ from ``transformers.generate`` where two tokens' logits nearly tie. Prompts (prefill) and steps
+with LoRA adapters run eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import torch
+
+from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias
+from leptonkit.serve.engine.multi_lora import MultiLoraLinear
+
+if TYPE_CHECKING:
+    from leptonkit.serve.engine.fused_decoder import FusedDecoder
+
+log = logging.getLogger(__name__)
+
+ROPE_TYPES = ("default", "linear", "llama3")  # a position's rotation depends on that position alone
+
+
+def compiled_step(fused: FusedDecoder, context: int) -> CompiledStep | None:
+    """A warmed-up :class:`CompiledStep` over ``fused``'s model, or None (logged) where it cannot be compiled."""
+    rope_type = getattr(fused.model[0].model.rotary_emb, "rope_type", "default")
+    if rope_type not in ROPE_TYPES:
+        log.warning("not compiling the decode step: rotary embedding type %s is not supported", rope_type)
+        return None
+    try:
+        step = CompiledStep(fused, context)
+        step.warm_up()
+    except Exception as err:  # no C++ compiler, an unsupported op: eager still works
+        log.warning("not compiling the decode step, running it eagerly: %s: %s", type(err).__name__, err)
+        return None
+    return step
+
+
+def _linear(module: torch.nn.Module) -> torch.nn.Linear:
+    """The base linear layer under a LoRA wrapper (adapters run eagerly)."""
+    return module.base if isinstance(module, MultiLoraLinear) else module
+
+
+class CompiledStep(torch.nn.Module):
+    """``forward(ids, positions, bias, caches)`` -> (last logits as float32, [new key, new value] per layer).
+
+    ``ids`` and ``positions`` are ``[rows, 1]``; ``caches`` the layers' key and value slabs in turn
+    (``[rows, kv_heads, capacity, head_dim]``); ``bias`` ``[rows x kv_heads, groups, capacity]`` is 0 on the
+    columns to attend and -inf elsewhere, the new token's own column included (it is not written yet).
+    """
+
+    def __init__(self, fused: FusedDecoder, context: int) -> None:
+        super().__init__()
+        model = fused.model[0]
+        inner = model.model
+        layers = inner.layers
+        params = torch.nn.ParameterList  # the model's own parameters, shared: freezing treats them as constants
+        self.norm_in = params([layer.input_layernorm.weight for layer in layers])
+        self.norm_post = params([layer.post_attention_layernorm.weight for layer in layers])
+        self.qkv = params([f.linear.weight for f in fused.qkv])
+        self.qkv_bias = params([f.linear.bias for f in fused.qkv if f.linear.bias is not None]) or None
+        self.gate_up = params([f.linear.weight for f in fused.gate_up])
+        self.o_proj = params([_linear(layer.self_attn.o_proj).weight for layer in layers])
+        self.down = params([_linear(layer.mlp.down_proj).weight for layer in layers])
+        self.embed, self.norm_out, self.head = inner.embed_tokens.weight, inner.norm.weight, model.lm_head.weight
+        self.act = layers[0].mlp.act_fn
+        self.eps = inner.norm.variance_epsilon
+        self.scaling = layers[0].self_attn.scaling
+        self.heads, self.kv_heads, self.head_dim = fused.heads, fused.kv_heads, fused.head_dim
+        with torch.inference_mode():
+            cos, sin = inner.rotary_emb(self.embed[:1], torch.arange(context, device=self.embed.device)[None])
+        half = self.head_dim // 2
+        self.register_buffer("cos", cos[0], persistent=False)
+        # rotate_half(x) * sin == flip(x's halves) * sin with the first half negated
+        self.register_buffer("sin", torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1), persistent=False)
+        # not a submodule (it wraps this module): set around nn.Module's attribute registration
+        object.__setattr__(self, "compiled", torch.compile(self, dynamic=True))
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``LlamaRMSNorm``: float32 statistics, the weight applied in the input's dtype."""
+        states = x.float()
+        states = states * torch.rsqrt(states.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * states.to(x.dtype)
+
+    def forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, caches: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        rows, heads, kv_heads, dim = ids.shape[0], self.heads, self.kv_heads, self.head_dim
+        groups = heads // kv_heads
+        hidden = torch.nn.functional.embedding(ids, self.embed)
+        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
+        new: list[torch.Tensor] = []
+        for index in range(len(self.qkv)):
+            keys, values = caches[2 * index], caches[2 * index + 1]
+            capacity = keys.shape[2]
+            bias_qkv = self.qkv_bias[index] if self.qkv_bias is not None else None
+            qkv = torch.nn.functional.linear(self._norm(hidden, self.norm_in[index]), self.qkv[index], bias_qkv)
+            qkv = qkv.view(rows, 1, heads + 2 * kv_heads, dim).transpose(1, 2)
+            qk = qkv[:, : heads + kv_heads]
+            qk = qk * cos + qk.unflatten(-1, (2, dim // 2)).flip(-2).flatten(-2) * sin
+            key, value = qk[:, heads:].to(keys.dtype), qkv[:, heads + kv_heads :].to(values.dtype)
+            new += [key, value]
+            query = qk[:, :heads].to(keys.dtype).reshape(rows * kv_heads, groups, dim)
+            flat_key, flat_value = key.reshape(rows * kv_heads, 1, dim), value.reshape(rows * kv_heads, 1, dim)
+            cached = keys.reshape(rows * kv_heads, capacity, dim).transpose(1, 2)
+            scores = torch.baddbmm(bias, query, cached, alpha=self.scaling)
+            own = (query * flat_key).sum(-1, keepdim=True) * self.scaling
+            probs = torch.softmax(torch.cat([scores, own], dim=-1), dim=-1)
+            out = torch.bmm(probs[..., :capacity], values.reshape(rows * kv_heads, capacity, dim))
+            out = (out + probs[..., capacity:] * flat_value).reshape(rows, 1, heads * dim).to(hidden.dtype)
+            hidden = hidden + torch.nn.functional.linear(out, self.o_proj[index])
+            gate, up = torch.nn.functional.linear(self._norm(hidden, self.norm_post[index]), self.gate_up[index]).chunk(
+                2, dim=-1
+            )
+            hidden = hidden + torch.nn.functional.linear(self.act(gate) * up, self.down[index])
+        logits = torch.nn.functional.linear(self._norm(hidden[:, -1], self.norm_out), self.head)
+        return logits.float(), new
+
+    def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: BatchCache, mask: torch.Tensor) -> torch.Tensor:
+        """The engine's one-token step (its ``[rows, 1, 1, capacity]`` mask, the new column included): the last
+        logits; the new keys and values are appended to ``cache``."""
+        earlier = mask.clone()
+        earlier[..., cache.columns] = False  # the new token's column is scored separately
+        bias = attention_bias(earlier, self.kv_heads, self.heads // self.kv_heads, cache.layers[0].keys.dtype)
+        bias = bias.contiguous()  # the graphs were compiled for contiguous inputs (a stride is part of a guard)
+        slabs = [slab for layer in cache.layers for slab in (layer.keys, layer.values)]
+        logits, new = self.compiled(ids, positions, bias, slabs)
+        for layer, key, value in zip(cache.layers, new[0::2], new[1::2], strict=True):
+            layer.update(key, value)
+        return logits
+
+    def warm_up(self, capacity: int = 32) -> None:
+        """Compile both graphs (one sequence, several) on zero inputs; raises where inductor cannot compile."""
+        import torch._inductor.config
+        import torch.fx.experimental._config as shapes
+
+        device, groups = self.embed.device, self.heads // self.kv_heads
+        # Read when dynamo traces, so set around these first calls: freezing (weights as constants, prepacked), and
+        # no "duck sizing", which would give the capacity the head size's symbol when they are equal (32 here),
+        # specialising both graphs to that capacity.
+        with torch.inference_mode(), torch._inductor.config.patch(freezing=True), shapes.patch(use_duck_shape=False):
+            for rows in (1, 2):
+                ids, positions = (torch.zeros(rows, 1, dtype=torch.long, device=device) for _ in range(2))
+                bias = torch.zeros(rows * self.kv_heads, groups, capacity, device=device)
+                shape = (rows, self.kv_heads, capacity, self.head_dim)
+                caches = [torch.zeros(shape, device=device) for _ in range(2 * len(self.qkv))]
+                self.compiled(ids, positions, bias, caches)

@@ -1,0 +1,108 @@
+"""``serve --compile``: the decode step compiled by inductor decodes like the eager engine and ``generate``."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from leptonkit.serve.engine.base import SamplingParams, collect
+from leptonkit.serve.engine.generate import NativeEngine
+from tests.serve.test_engine import TWO_PROMPTS, _decode_together, _generate_each
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None,
+    reason="torch.compile (inductor) needs a C++ compiler (g++) to build its CPU kernels",
+)
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny_generator):
+    """A float32 engine whose decode step is compiled (once for the module: compiling takes seconds)."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    engine = NativeEngine("tiny", model, tokenizer, compile=True)
+    return engine, model, tokenizer
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def test_compiled_engine_decodes_like_generate_without_recompiling(compiled):
+    engine, model, tokenizer = compiled
+    prompts = [tokenizer(p)["input_ids"] for p in (*TWO_PROMPTS, "A")]  # left padding; 100 tokens cross 3 growths
+    expected = _generate_each(model, prompts, 100)
+    params = SamplingParams(max_tokens=100, temperature=0, ignore_eos=True)
+
+    async def tokens(ids: list[int], delay: float = 0.0) -> list[int]:
+        await asyncio.sleep(delay)
+        return [t for delta in await collect(engine.generate(ids, params)) for t in delta.token_ids]
+
+    async def run() -> tuple[list[list[int]], list[list[int]], list[int], int]:
+        queued = [asyncio.ensure_future(tokens(ids)) for ids in prompts]  # prefilled together once started
+        await engine.start()  # compiles both graphs (one row, several) before returning
+        try:
+            together = list(await asyncio.gather(*queued))
+            graphs = _graphs()
+            alone = await tokens(prompts[0])  # one row
+            staggered = list(await asyncio.gather(*(tokens(ids, 0.02 * i) for i, ids in enumerate(prompts))))
+            return together, staggered, alone, _graphs() - graphs
+        finally:
+            await engine.stop()
+
+    together, staggered, alone, new_graphs = asyncio.run(run())
+    assert engine._compiled is not None
+    # float32: the fused loops' rounding stays far below any gap between the two best tokens
+    assert together == staggered == expected
+    assert alone == expected[0]
+    assert new_graphs == 0  # no batch size or cache length compiled anything after start
+
+
+def test_compiled_step_logits_match_the_eager_step(compiled):
+    """One step on identical caches: the compiled logits equal the eager fused forward's to float32 rounding, and
+    both append the same key and value columns."""
+    from leptonkit.serve.engine.compiled_step import compiled_step
+    from leptonkit.serve.engine.kv_cache import BatchCache
+
+    engine, _, tokenizer = compiled
+    if engine._compiled is None:  # this test alone: the engine above has not run
+        engine._compiled = compiled_step(engine._fused, engine.context_length)
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    valid = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    positions = (valid.cumsum(-1) - 1).clamp(min=0)
+    caches = []
+    with torch.inference_mode():
+        for _ in range(2):
+            cache = BatchCache(engine._num_layers, torch.float32)
+            engine._fused(ids, positions, cache, valid)
+            cache.set_valid(valid)
+            caches.append(cache)
+        step_ids, step_positions = torch.tensor([[5], [9]]), positions[:, -1:] + 1
+        eager = engine._fused(step_ids, step_positions, caches[0], caches[0].decode_mask())
+        fused = engine._compiled.decode(step_ids, step_positions, caches[1], caches[1].decode_mask())
+    torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-4)
+    for mine, theirs in zip(caches[1].layers, caches[0].layers, strict=True):
+        assert mine.length == theirs.length == width + 1
+        torch.testing.assert_close(mine.keys, theirs.keys, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mine.values, theirs.values, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_leaves_models_outside_the_llama_family_eager(compiled):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, _, tokenizer = compiled
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2)
+    model = GPT2LMHeadModel(config).eval()
+    engine = NativeEngine("gpt2", model, tokenizer, compile=True)
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    assert asyncio.run(_decode_together(engine, prompts, 10)) == _generate_each(model, prompts, 10)
+    assert engine._compiled is None
