@@ -5,9 +5,9 @@ Targets: zero 5xx; resident memory growth under 5% from the end of warm-up (the 
 slots at the end (running, waiting and active-stream gauges back to 0). Models are tiny and random (a 2-layer
 Llama with a BPE tokenizer, a 1-layer BERT classifier with the MiniLM tokenizer), built in a temporary registry.
 
-    .venv/bin/python benchmarks/soak.py [--duration 600] [--clients 16]
+    .venv/bin/python benchmarks/soak.py [--duration 600] [--clients 16] [--compile]
 
-Writes ``benchmarks/results/soak.json``.
+Writes ``benchmarks/results/soak.json`` (``soak_compile.json`` with ``--compile``).
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=600.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--compile", action="store_true", help="Serve with --compile; writes soak_compile.json.")
     args = parser.parse_args()
     statuses: Counter = Counter()
     kinds: Counter = Counter()
@@ -154,6 +155,7 @@ def main() -> None:
         home = Path(tmp)
         key = build_models(home)
         serve = ["-m", "leptonkit.cli.main", "serve", "gen", "cls", "--port", "{port}", "--auth", "on"]
+        serve += ["--compile"] if args.compile else []
         proc, url = start_server(home, home / "server.log", [*serve, "--max-streams-per-key", "64"])
         try:
             server = psutil.Process(proc.pid)
@@ -195,7 +197,8 @@ def main() -> None:
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),  # inherited by the server when set
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["compile"] = args.compile
+    (RESULTS / ("soak_compile.json" if args.compile else "soak.json")).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -106,3 +106,16 @@ def test_compile_leaves_models_outside_the_llama_family_eager(compiled):
     prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
     assert asyncio.run(_decode_together(engine, prompts, 10)) == _generate_each(model, prompts, 10)
     assert engine._compiled is None
+
+
+def test_compile_leaves_llamas_with_mlp_biases_eager(compiled):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, _, tokenizer = compiled
+    torch.manual_seed(0)
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2}
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), mlp_bias=True, **sizes)).eval()
+    engine = NativeEngine("biased", model, tokenizer, compile=True)
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    assert asyncio.run(_decode_together(engine, prompts, 10)) == _generate_each(model, prompts, 10)
+    assert engine._fused is not None and engine._compiled is None
