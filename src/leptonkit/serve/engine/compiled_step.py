@@ -74,21 +74,21 @@ class CompiledStep(torch.nn.Module):
         model = fused.model[0]
         inner = model.model
         layers = inner.layers
-        params = torch.nn.ParameterList  # the model's own parameters, shared: freezing treats them as constants
-        self.norm_in = params([layer.input_layernorm.weight for layer in layers])
-        self.norm_post = params([layer.post_attention_layernorm.weight for layer in layers])
+        # the model's own modules and parameters, shared: freezing treats their weights as constants
+        modules, params = torch.nn.ModuleList, torch.nn.ParameterList
+        self.norm_in = modules(layer.input_layernorm for layer in layers)
+        self.norm_post = modules(layer.post_attention_layernorm for layer in layers)
+        self.embed, self.norm_out, self.act = inner.embed_tokens, inner.norm, layers[0].mlp.act_fn
+        self.head = model.lm_head.weight
         self.qkv = params([f.linear.weight for f in fused.qkv])
         self.qkv_bias = params([f.linear.bias for f in fused.qkv if f.linear.bias is not None]) or None
         self.gate_up = params([f.linear.weight for f in fused.gate_up])
         self.o_proj = params([_linear(layer.self_attn.o_proj).weight for layer in layers])
         self.down = params([_linear(layer.mlp.down_proj).weight for layer in layers])
-        self.embed, self.norm_out, self.head = inner.embed_tokens.weight, inner.norm.weight, model.lm_head.weight
-        self.act = layers[0].mlp.act_fn
-        self.eps = inner.norm.variance_epsilon
         self.scaling = layers[0].self_attn.scaling
         self.heads, self.kv_heads, self.head_dim = fused.heads, fused.kv_heads, fused.head_dim
         with torch.inference_mode():
-            cos, sin = inner.rotary_emb(self.embed[:1], torch.arange(context, device=self.embed.device)[None])
+            cos, sin = inner.rotary_emb(self.head[:1], torch.arange(context, device=self.head.device)[None])
         half = self.head_dim // 2
         self.register_buffer("cos", cos[0], persistent=False)
         # rotate_half(x) * sin == flip(x's halves) * sin with the first half negated
@@ -96,25 +96,19 @@ class CompiledStep(torch.nn.Module):
         # not a submodule (it wraps this module): set around nn.Module's attribute registration
         object.__setattr__(self, "compiled", torch.compile(self, dynamic=True))
 
-    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``LlamaRMSNorm``: float32 statistics, the weight applied in the input's dtype."""
-        states = x.float()
-        states = states * torch.rsqrt(states.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * states.to(x.dtype)
-
     def forward(
         self, ids: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor, caches: list[torch.Tensor]
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         rows, heads, kv_heads, dim = ids.shape[0], self.heads, self.kv_heads, self.head_dim
         groups = heads // kv_heads
-        hidden = torch.nn.functional.embedding(ids, self.embed)
+        hidden = self.embed(ids)
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]
         new: list[torch.Tensor] = []
         for index in range(len(self.qkv)):
             keys, values = caches[2 * index], caches[2 * index + 1]
             capacity = keys.shape[2]
             bias_qkv = self.qkv_bias[index] if self.qkv_bias is not None else None
-            qkv = torch.nn.functional.linear(self._norm(hidden, self.norm_in[index]), self.qkv[index], bias_qkv)
+            qkv = torch.nn.functional.linear(self.norm_in[index](hidden), self.qkv[index], bias_qkv)
             qkv = qkv.view(rows, 1, heads + 2 * kv_heads, dim).transpose(1, 2)
             qk = qkv[:, : heads + kv_heads]
             qk = qk * cos + qk.unflatten(-1, (2, dim // 2)).flip(-2).flatten(-2) * sin
@@ -129,11 +123,9 @@ class CompiledStep(torch.nn.Module):
             out = torch.bmm(probs[..., :capacity], values.reshape(rows * kv_heads, capacity, dim))
             out = (out + probs[..., capacity:] * flat_value).reshape(rows, 1, heads * dim).to(hidden.dtype)
             hidden = hidden + torch.nn.functional.linear(out, self.o_proj[index])
-            gate, up = torch.nn.functional.linear(self._norm(hidden, self.norm_post[index]), self.gate_up[index]).chunk(
-                2, dim=-1
-            )
+            gate, up = torch.nn.functional.linear(self.norm_post[index](hidden), self.gate_up[index]).chunk(2, dim=-1)
             hidden = hidden + torch.nn.functional.linear(self.act(gate) * up, self.down[index])
-        logits = torch.nn.functional.linear(self._norm(hidden[:, -1], self.norm_out), self.head)
+        logits = torch.nn.functional.linear(self.norm_out(hidden[:, -1]), self.head)
         return logits.float(), new
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: BatchCache, mask: torch.Tensor) -> torch.Tensor:
@@ -154,7 +146,7 @@ class CompiledStep(torch.nn.Module):
         import torch._inductor.config
         import torch.fx.experimental._config as shapes
 
-        device, groups = self.embed.device, self.heads // self.kv_heads
+        device, groups = self.head.device, self.heads // self.kv_heads
         # Read when dynamo traces, so set around these first calls: freezing (weights as constants, prepacked), and
         # no "duck sizing", which would give the capacity the head size's symbol when they are equal (32 here),
         # specialising both graphs to that capacity.
