@@ -81,8 +81,8 @@ def median_run(runs: list[dict]) -> dict:
 
 def workloads(urls: dict[str, str], model: str) -> dict[str, dict]:
     """Every workload against every server. The timed ones run ``REPEATS`` times, the servers taking turns run by
-    run, so a noisy minute on this shared machine falls on both: a 1-second run moves by 10% from one try to the
-    next. Each run starts ``SETTLE_S`` after the last, when the other server is idle (under 1% of a CPU)."""
+    run, so a noisy minute on this shared machine falls on all of them: a 1-second run moves by 10% from one try to
+    the next. Each run starts ``SETTLE_S`` after the last, when the other servers are idle (under 1% of a CPU)."""
     timed = {
         "batch_32x32x64": {"num_prompts": 32, "input_len": 32, "output_len": 64},
         "single_stream": {"num_prompts": 4, "input_len": 32, "output_len": 64, "max_concurrency": 1},
@@ -144,7 +144,7 @@ def main() -> None:
                 "leptonkit": stack.enter_context(leptonkit_server(home, "bench-llama", *flags)),
                 "leptonkit_compiled": stack.enter_context(leptonkit_server(home, "bench-llama", *flags, "--compile")),
             }
-            if args.vllm_python:  # started second: leptonkit idles meanwhile, and its cold start is timed alone
+            if args.vllm_python:  # started last: the leptonkit servers idle meanwhile
                 servers["vllm"] = stack.enter_context(vllm_server(args.vllm_python, folder, args.dtype))
             measured = workloads({name: url for name, (url, _) in servers.items()}, "bench-llama")
             for name, (_, cold) in servers.items():
