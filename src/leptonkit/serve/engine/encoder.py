@@ -2,7 +2,8 @@
 
 A request's texts wait in a queue per operation; a worker takes what is queued, waits up to ``max_wait_ms`` for more
 while the batch is below ``max_batch`` inputs, runs the batch on one model thread through ``leptonkit.inference``
-and hands each request its slice of the results.
+and hands each request its slice of the results. Batches of texts of different lengths run without their padding
+where the model allows it (``engine.packed_encoder``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leptonkit.monitor import metrics
-from leptonkit.serve.engine import torch_threads
+from leptonkit.serve.engine import packed_encoder, torch_threads
 from leptonkit.serve.engine.cpu_linear import pack_linears
 
 OPERATIONS = ("classify", "ner", "embed")
@@ -40,6 +41,7 @@ class EncoderEngine:
         self.loaded = loaded
         self.task = loaded.task
         pack_linears(loaded.model)
+        packed_encoder.enable(loaded.model)
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self._executor = ThreadPoolExecutor(
@@ -66,6 +68,10 @@ class EncoderEngine:
         self._queues[op].put_nowait(_Item(texts, future))
         return await future
 
+    def _forward(self, fn: Callable[[Any, list[str]], list[Any]], texts: list[str]) -> list[Any]:
+        with packed_encoder.packing():
+            return fn(self.loaded, texts)
+
     async def _work(self, op: str, queue: asyncio.Queue[_Item]) -> None:
         loop = asyncio.get_running_loop()
         fn = _operation(op)
@@ -90,7 +96,7 @@ class EncoderEngine:
                 continue
             self._m_batch.observe(len(texts))
             try:
-                results = await loop.run_in_executor(self._executor, fn, self.loaded, texts)
+                results = await loop.run_in_executor(self._executor, self._forward, fn, texts)
             except Exception as err:
                 for item in batch:
                     if not item.future.done():
