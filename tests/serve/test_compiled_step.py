@@ -119,3 +119,59 @@ def test_compile_leaves_llamas_with_mlp_biases_eager(compiled):
     prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
     assert asyncio.run(_decode_together(engine, prompts, 10)) == _generate_each(model, prompts, 10)
     assert engine._fused is not None and engine._compiled is None
+
+
+def test_bf16_compiled_step_reads_a_bf16_cache_like_the_eager_float32_step(tiny_generator):
+    """In bf16 the compiled step attends over a bf16 cache (half the bytes the eager engine's float32 cache reads);
+    its logits match the eager step over a float32 cache to bf16 rounding, and the columns it appends hold the same
+    values, since keys and values come out of bf16 projections either way."""
+    from leptonkit.serve.engine.compiled_step import compiled_step
+    from leptonkit.serve.engine.kv_cache import BatchCache
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
+    assert engine._kv_dtype == torch.float32  # eager until the compiled step exists
+    step = compiled_step(engine._fused, engine.context_length)
+    assert step is not None
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    valid = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    positions = (valid.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        caches = [BatchCache(engine._num_layers, dtype) for dtype in (torch.float32, torch.bfloat16)]
+        for cache in caches:
+            engine._fused(ids, positions, cache, valid)
+            cache.set_valid(valid)
+        for token in (5, 9, 13):  # three steps: the compiled one keeps reading what it appended
+            step_ids, step_positions = torch.tensor([[token], [token + 1]]), positions[:, -1:] + 1
+            positions = step_positions
+            eager = engine._fused(step_ids, step_positions, caches[0], caches[0].decode_mask())
+            fused = step.decode(step_ids, step_positions, caches[1], caches[1].decode_mask())
+            torch.testing.assert_close(fused, eager, rtol=0.05, atol=0.05)
+    for mine, theirs in zip(caches[1].layers, caches[0].layers, strict=True):
+        assert mine.keys.dtype == torch.bfloat16 and mine.length == theirs.length == width + 3
+        torch.testing.assert_close(mine.cached()[0].float(), theirs.cached()[0], rtol=0.02, atol=0.02)
+        torch.testing.assert_close(mine.cached()[1].float(), theirs.cached()[1], rtol=0.02, atol=0.02)
+
+
+def test_bf16_engine_with_a_compiled_step_caches_in_bf16_and_generates(tiny_generator):
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    seen: list[torch.dtype] = []
+    step = engine._iterate
+
+    def iterate(admitted):
+        step(admitted)
+        if engine._cache is not None:
+            seen.append(engine._cache.layers[0].keys.dtype)
+
+    engine._iterate = iterate
+
+    outputs = asyncio.run(_decode_together(engine, prompts, 12))
+    assert engine._compiled is not None and engine._kv_dtype is None
+    assert [len(tokens) for tokens in outputs] == [12, 12]
+    assert seen and set(seen) == {torch.bfloat16}

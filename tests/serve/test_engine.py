@@ -262,3 +262,25 @@ def test_adapters_other_than_plain_lora_are_refused_with_a_hint(tiny_generator, 
     with pytest.raises(InvalidInputError, match="plain LoRA") as caught:
         engine._add_adapter("ia3", str(tmp_path))
     assert "merge" in caught.value.hint
+
+
+def test_one_token_attention_over_a_bf16_cache_matches_float32():
+    """A 16-bit cache on a CPU (the compiled engine's) is attended without matmuls; grouped heads and the mask's
+    -inf columns behave as in the float32 path."""
+    from leptonkit.serve.engine.kv_cache import attention_bias, one_token_attention
+
+    torch.manual_seed(0)
+    rows, heads, kv_heads, columns, dim = 3, 4, 2, 7, 8
+    query = torch.randn(rows, heads, 1, dim)
+    keys, values = torch.randn(rows, kv_heads, columns, dim), torch.randn(rows, kv_heads, columns, dim)
+    mask = torch.ones(rows, 1, 1, columns, dtype=torch.bool)
+    mask[0, ..., :3] = False  # left padding of the first row
+    bf16 = [t.bfloat16() for t in (query, keys, values)]
+    expected = one_token_attention(*[t.float() for t in bf16], attention_bias(mask, kv_heads, 2, torch.float32), 0.3)
+    got = one_token_attention(*bf16, attention_bias(mask, kv_heads, 2, torch.bfloat16), 0.3)
+    assert got.dtype == torch.bfloat16 and got.shape == (rows, 1, heads, dim)
+    torch.testing.assert_close(got.float(), expected, rtol=0.01, atol=0.01)
+    # the padded columns get no weight: changing them changes nothing
+    bf16[1][0, :, :3], bf16[2][0, :, :3] = 100.0, -100.0
+    again = one_token_attention(*bf16, attention_bias(mask, kv_heads, 2, torch.bfloat16), 0.3)
+    torch.testing.assert_close(again, got)

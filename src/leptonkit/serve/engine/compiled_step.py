@@ -10,6 +10,11 @@ its CPU models the same way.
 The compiled graph never writes to the KV cache, so the engine's cache stays the eager one: it reads the slabs (the
 columns written so far, masked by an additive bias) and returns each layer's new key and value, which the caller
 appends. The new token attends to itself through a separate score joined to the cached ones before the softmax.
+At 32 sequences a step's attention reads megabytes of cache per layer and is bound by memory bandwidth, so with a
+compiled step the engine keeps the cache in the model's dtype (bf16: half the bytes of the eager engine's float32
+cache) and attention is a broadcast multiply and sum that inductor compiles into loops reading the cache once, with
+float32 accumulation: 230 us a layer instead of 600 us for a float32 cache through two batched matmuls, and no oneDNN
+kernel per shape.
 Batch size and cache capacity are dynamic: one graph for a single sequence (PyTorch specialises size 1) and one for
 the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 25 s for that model).
 
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias
+from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, cached_scores, weighted_values
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
 
 if TYPE_CHECKING:
@@ -114,13 +119,12 @@ class CompiledStep(torch.nn.Module):
             qk = qk * cos + qk.unflatten(-1, (2, dim // 2)).flip(-2).flatten(-2) * sin
             key, value = qk[:, heads:].to(keys.dtype), qkv[:, heads + kv_heads :].to(values.dtype)
             new += [key, value]
-            query = qk[:, :heads].to(keys.dtype).reshape(rows * kv_heads, groups, dim)
+            query = qk[:, :heads].float().reshape(rows * kv_heads, groups, dim)
             flat_key, flat_value = key.reshape(rows * kv_heads, 1, dim), value.reshape(rows * kv_heads, 1, dim)
-            cached = keys.reshape(rows * kv_heads, capacity, dim).transpose(1, 2)
-            scores = torch.baddbmm(bias, query, cached, alpha=self.scaling)
+            scores = cached_scores(query, keys.reshape(rows * kv_heads, capacity, dim)) * self.scaling + bias
             own = (query * flat_key).sum(-1, keepdim=True) * self.scaling
             probs = torch.softmax(torch.cat([scores, own], dim=-1), dim=-1)
-            out = torch.bmm(probs[..., :capacity], values.reshape(rows * kv_heads, capacity, dim))
+            out = weighted_values(probs[..., :capacity], values.reshape(rows * kv_heads, capacity, dim))
             out = (out + probs[..., capacity:] * flat_value).reshape(rows, 1, heads * dim).to(hidden.dtype)
             hidden = hidden + torch.nn.functional.linear(out, self.o_proj[index])
             gate, up = torch.nn.functional.linear(self.norm_post[index](hidden), self.gate_up[index]).chunk(2, dim=-1)
@@ -133,7 +137,7 @@ class CompiledStep(torch.nn.Module):
         logits; the new keys and values are appended to ``cache``."""
         earlier = mask.clone()
         earlier[..., cache.columns] = False  # the new token's column is scored separately
-        bias = attention_bias(earlier, self.kv_heads, self.heads // self.kv_heads, cache.layers[0].keys.dtype)
+        bias = attention_bias(earlier, self.kv_heads, self.heads // self.kv_heads, torch.float32)
         bias = bias.contiguous()  # the graphs were compiled for contiguous inputs (a stride is part of a guard)
         slabs = [slab for layer in cache.layers for slab in (layer.keys, layer.values)]
         logits, new = self.compiled(ids, positions, bias, slabs)
@@ -155,5 +159,5 @@ class CompiledStep(torch.nn.Module):
                 ids, positions = (torch.zeros(rows, 1, dtype=torch.long, device=device) for _ in range(2))
                 bias = torch.zeros(rows * self.kv_heads, groups, capacity, device=device)
                 shape = (rows, self.kv_heads, capacity, self.head_dim)
-                caches = [torch.zeros(shape, device=device) for _ in range(2 * len(self.qkv))]
+                caches = [torch.zeros(shape, dtype=self.head.dtype, device=device) for _ in range(2 * len(self.qkv))]
                 self.compiled(ids, positions, bias, caches)

@@ -203,6 +203,8 @@ class NativeEngine:
         torch_threads.use(self.threads)
         if self.compile:  # here: a compiled graph's OpenMP team belongs to the thread that runs it
             self._compiled = self._compile()
+            if self._compiled is not None:  # its attention reads a cache in the model's dtype (compiled_step)
+                self._kv_dtype = None
         self._started.set()
         with torch.inference_mode():
             while True:

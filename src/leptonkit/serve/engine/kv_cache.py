@@ -8,10 +8,12 @@ values live in a preallocated slab that grows in steps (appending a token writes
 queries use matmul + softmax + matmul with grouped-query heads folded into the matmul. Prompts (prefill) still use
 SDPA, whose kernel is the fast one for long queries.
 
-On a CPU the cache is kept in float32 whatever the model's dtype: bf16 matmuls go through oneDNN, which compiles and
-caches a kernel for every new shape, and attention shapes change with every batch size and cache length: a soak test
-grew by 37% in 10 minutes that way. float32 matmuls (MKL) keep no such cache and were as fast or faster here (a
-one-sequence attention 24 us instead of 68 us); the price is twice the cache memory.
+On a CPU the eager engine keeps the cache in float32 whatever the model's dtype: bf16 matmuls go through oneDNN,
+which compiles and caches a kernel for every new shape, and attention shapes change with every batch size and cache
+length: a soak test grew by 37% in 10 minutes that way. float32 matmuls (MKL) keep no such cache and were as fast or
+faster here (a one-sequence attention 24 us instead of 68 us). A cache in a 16-bit dtype on a CPU (``serve
+--compile``, see ``compiled_step``) is read without matmuls, as a broadcast multiply and sum (:func:`cached_scores`,
+:func:`weighted_values`), so no kernel is cached per shape either.
 """
 
 from __future__ import annotations
@@ -70,11 +72,28 @@ def one_token_attention(
     rows, heads, _, dim = query.shape
     kv_heads, columns = key.shape[1], key.shape[2]
     query = query.reshape(rows * kv_heads, heads // kv_heads, dim)
-    keys = key.view(rows * kv_heads, columns, dim).transpose(1, 2)
     scale = scaling if scaling is not None else dim**-0.5
+    keys, values = key.view(rows * kv_heads, columns, dim), value.view(rows * kv_heads, columns, dim)
+    if key.device.type == "cpu" and key.dtype != torch.float32:  # no oneDNN matmul: see the module's docstring
+        scores = cached_scores(query, keys) * scale
+        probs = torch.softmax(scores if bias is None else scores + bias, dim=-1)
+        return weighted_values(probs, values).to(query.dtype).view(rows, 1, heads, dim)
+    keys = keys.transpose(1, 2)
     scores = torch.bmm(query, keys) * scale if bias is None else torch.baddbmm(bias, query, keys, alpha=scale)
     probs = torch.softmax(scores, dim=-1)
-    return torch.bmm(probs, value.view(rows * kv_heads, columns, dim)).view(rows, 1, heads, dim)
+    return torch.bmm(probs, values).view(rows, 1, heads, dim)
+
+
+def cached_scores(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Queries ``[n, groups, dim]`` against cached keys ``[n, columns, dim]``: float32 dot products
+    ``[n, groups, columns]``. Inductor turns the broadcast multiply and sum into one loop that reads the cache once."""
+    return (query.float()[:, :, None, :] * keys[:, None]).sum(-1)
+
+
+def weighted_values(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Attention weights ``[n, groups, columns]`` (float32) over cached values ``[n, columns, dim]``: float32
+    ``[n, groups, dim]``."""
+    return (probs[..., None] * values[:, None]).sum(-2)
 
 
 def use_decode_attention(model: torch.nn.Module) -> None:
