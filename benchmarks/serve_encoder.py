@@ -3,9 +3,14 @@
 The same server command runs twice: with dynamic batching (``--encoder-max-batch 32 --encoder-max-wait-ms 5``) and
 one request per forward (``--encoder-max-batch 1 --encoder-max-wait-ms 0``). The clients share one ``aiohttp``
 session (as ``leptonkit bench serve`` does): they run on the same CPUs as the server. Then the forward alone is
-timed at batch 1 and 32 (no HTTP): its ratio bounds the speedup. Writes ``benchmarks/results/serve_encoder.json``.
+timed at batch 1 and 32 (no HTTP): its ratio bounds the speedup. Writes ``benchmarks/results/serve_encoder.json``
+(``serve_encoder_sst2.json`` with ``--texts sst2``: SST-2 dev sentences, 5-50 tokens, instead of four short ones).
 
-    .venv/bin/python benchmarks/serve_encoder.py [--requests 512]
+``--soak SECONDS`` instead serves the batched setup alone for that long: 32 clients send 1-4 random SST-2 sentences
+(some joined up to five long), and the server's resident memory is sampled every 10 s. Writes
+``serve_encoder_soak.json``; the target is under 5% growth from the end of the first fifth to the end.
+
+    .venv/bin/python benchmarks/serve_encoder.py [--requests 512] [--texts short|sst2] [--soak 300]
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import csv
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import httpx
+import psutil
 
-from serve_common import RESULTS, leptonkit_server
+from serve_common import REPO, RESULTS, leptonkit_server
 
 SENTENCES = [
     "The film was a delight from start to finish.",
@@ -29,6 +37,16 @@ SENTENCES = [
     "A solid, if unremarkable, thriller.",
     "Absolutely stunning performances all round.",
 ]
+SST2_DEV = REPO.parent / "shared" / "data" / "sst2" / "dev.tsv"
+SOAK_SAMPLE_S = 10.0
+
+
+def sst2_sentences() -> list[str]:
+    """The 872 SST-2 dev sentences (``../shared/data/sst2``)."""
+    if not SST2_DEV.is_file():
+        raise SystemExit(f"--texts sst2 and --soak read {SST2_DEV}, which is missing")
+    with SST2_DEV.open(newline="") as handle:
+        return [row["sentence"].strip() for row in csv.DictReader(handle, delimiter="\t")]
 
 
 def make_classifier(home: Path) -> None:
@@ -46,7 +64,7 @@ def make_classifier(home: Path) -> None:
     )
 
 
-async def load(url: str, requests: int, clients: int) -> dict:
+async def load(url: str, requests: int, clients: int, texts: list[str]) -> dict:
     endpoint = f"{url}/v1/classify"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), raise_for_status=True) as http:
         counter = iter(range(requests))
@@ -54,13 +72,13 @@ async def load(url: str, requests: int, clients: int) -> dict:
         async def client() -> int:
             done = 0
             for i in counter:
-                body = {"model": "sentiment", "input": SENTENCES[i % len(SENTENCES)]}
+                body = {"model": "sentiment", "input": texts[i % len(texts)]}
                 async with http.post(endpoint, json=body) as response:
                     await response.read()
                 done += 1
             return done
 
-        async with http.post(endpoint, json={"model": "sentiment", "input": SENTENCES}) as response:  # warm-up
+        async with http.post(endpoint, json={"model": "sentiment", "input": texts[:32]}) as response:  # warm-up
             await response.read()
         start = time.perf_counter()
         done = sum(await asyncio.gather(*(client() for _ in range(clients))))  # 32 clients, one request each at a time
@@ -77,7 +95,59 @@ def mean_batch(url: str) -> float:
     return samples["leptonkit_batch_size_sum"] / max(samples["leptonkit_batch_size_count"], 1)
 
 
-def model_only(home: Path, threads: int, batches: tuple[int, ...] = (1, 32), repeats: int = 30) -> dict[str, float]:
+async def soak(url: str, pid: int, seconds: float, clients: int, sentences: list[str]) -> dict:
+    """``clients`` clients sending random SST-2 inputs for ``seconds``; resident memory every ``SOAK_SAMPLE_S``."""
+    process = psutil.Process(pid)
+    statuses: dict[str, int] = {}
+    samples: list[dict[str, float]] = []
+    start = time.monotonic()
+    stop = start + seconds
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def client(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.monotonic() < stop:
+                joined = [rng.choice([1, 1, 1, 2, 5]) for _ in range(rng.randint(1, 4))]
+                texts = [" ".join(rng.choice(sentences) for _ in range(n)) for n in joined]
+                async with http.post(f"{url}/v1/classify", json={"model": "sentiment", "input": texts}) as response:
+                    await response.read()
+                statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
+
+        async def sampler() -> None:
+            while time.monotonic() < stop:
+                samples.append({"s": round(time.monotonic() - start, 1), "rss_mb": process.memory_info().rss / 2**20})
+                await asyncio.sleep(SOAK_SAMPLE_S)
+            samples.append({"s": round(time.monotonic() - start, 1), "rss_mb": process.memory_info().rss / 2**20})
+
+        await asyncio.gather(sampler(), *(client(i) for i in range(clients)))
+    warm = next(x for x in samples if x["s"] >= seconds / 5)["rss_mb"]
+    growth = samples[-1]["rss_mb"] / warm - 1
+    return {
+        "seconds": seconds,
+        "clients": clients,
+        "requests": sum(statuses.values()),
+        "statuses": statuses,
+        "rss_after_warmup_mb": warm,
+        "rss_end_mb": samples[-1]["rss_mb"],
+        "rss_growth": growth,
+        "rss_samples": samples,
+        "targets": {"all_200": set(statuses) == {"200"}, "rss_growth_under_5pct": growth < 0.05},
+    }
+
+
+def server_pid(url: str) -> int:
+    """The pid of the ``leptonkit serve`` started with ``--port`` of ``url``."""
+    port = url.rsplit(":", 1)[1]
+    for process in psutil.process_iter(["cmdline"]):
+        if (process.info["cmdline"] or [])[-2:] == ["--port", port]:
+            return process.pid
+    raise RuntimeError(f"no leptonkit serve process on port {port}")
+
+
+def model_only(
+    home: Path, threads: int, texts: list[str], batches: tuple[int, ...] = (1, 32), repeats: int = 30
+) -> dict[str, float]:
     """Milliseconds per request of the forward alone (as the server runs it: bf16 where supported, packed linears,
     packed batches), by batch size: the ratio of its batch-1 and batched costs bounds the speedup any server can
     show."""
@@ -96,12 +166,12 @@ def model_only(home: Path, threads: int, batches: tuple[int, ...] = (1, 32), rep
     packed_encoder.enable(loaded.model)
     per_request = {}
     for batch in batches:
-        texts = [SENTENCES[i % len(SENTENCES)] for i in range(batch)]
+        batches_of_texts = [[texts[(r * batch + i) % len(texts)] for i in range(batch)] for r in range(repeats)]
         with packed_encoder.packing():
-            inference.classify(loaded, texts)  # warm-up
+            inference.classify(loaded, batches_of_texts[0])  # warm-up
             start = time.perf_counter()
-            for _ in range(repeats):
-                inference.classify(loaded, texts)
+            for batch_texts in batches_of_texts:
+                inference.classify(loaded, batch_texts)
             per_request[f"batch_{batch}_ms_per_request"] = (time.perf_counter() - start) / repeats / batch * 1000
     return per_request
 
@@ -113,11 +183,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds, so both see the same CPU load.")
     parser.add_argument("--max-wait-ms", default="5", help="The batched server's --encoder-max-wait-ms.")
     parser.add_argument("--threads", default="2", help="Both servers' --threads.")
+    parser.add_argument("--texts", choices=["short", "sst2"], default="short", help="Four short sentences, or SST-2.")
+    parser.add_argument("--soak", type=float, default=None, help="Seconds of a memory soak of the batched server.")
     args = parser.parse_args()
     setups = {
         "one_at_a_time": ["--encoder-max-batch", "1", "--encoder-max-wait-ms", "0"],
         "dynamic_batching": ["--encoder-max-batch", "32", "--encoder-max-wait-ms", args.max_wait_ms],
     }
+    texts = sst2_sentences() if args.texts == "sst2" or args.soak else SENTENCES
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.soak:
+        with tempfile.TemporaryDirectory() as tmp:
+            make_classifier(Path(tmp))
+            flags = setups["dynamic_batching"]
+            with leptonkit_server(Path(tmp), "sentiment", *flags, "--threads", args.threads) as (url, _):
+                result = asyncio.run(soak(url, server_pid(url), args.soak, args.clients, texts))
+        (RESULTS / "serve_encoder_soak.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "rss_samples"}, indent=2))
+        return
     totals = {label: {"requests": 0, "seconds": 0.0} for label in setups}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
@@ -128,20 +211,20 @@ def main() -> None:
         }
         for _ in range(args.rounds):
             for label, url in urls.items():
-                run = asyncio.run(load(url, args.requests // args.rounds, args.clients))
+                run = asyncio.run(load(url, args.requests // args.rounds, args.clients, texts))
                 totals[label]["requests"] += run["requests"]
                 totals[label]["seconds"] += run["seconds"]
         result = {label: t | {"requests_per_s": t["requests"] / t["seconds"]} for label, t in totals.items()}
         for label, url in urls.items():
             result[label]["mean_batch"] = mean_batch(url)
         stack.close()  # the servers stop before the model-only timing
-        result["model_only"] = model_only(home, int(args.threads))
-    result["threads"] = int(args.threads)
+        result["model_only"] = model_only(home, int(args.threads), texts)
+    result["threads"], result["texts"] = int(args.threads), args.texts
     result["speedup"] = result["dynamic_batching"]["requests_per_s"] / result["one_at_a_time"]["requests_per_s"]
     forward = result["model_only"]
     result["model_only_speedup_bound"] = forward["batch_1_ms_per_request"] / forward["batch_32_ms_per_request"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_encoder.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "serve_encoder.json" if args.texts == "short" else f"serve_encoder_{args.texts}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
