@@ -175,3 +175,38 @@ def test_bf16_engine_with_a_compiled_step_caches_in_bf16_and_generates(tiny_gene
     assert engine._compiled is not None and engine._kv_dtype is None
     assert [len(tokens) for tokens in outputs] == [12, 12]
     assert seen and set(seen) == {torch.bfloat16}
+
+
+def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(tiny_generator, tiny_adapters):
+    """Steps with adapters run eagerly; over the compiled engine's bf16 cache they attend without matmuls, and
+    each adapter still changes its rows' output."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    engine = NativeEngine("tiny-bf16-lora", model, tokenizer, compile=True)
+    ids = tokenizer("To be, or not to be")["input_ids"]
+    params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+    lora_steps: list[torch.dtype] = []
+    step = engine._iterate
+
+    def iterate(admitted):
+        step(admitted)
+        if engine._cache is not None and engine._lora.mask is not None:
+            lora_steps.append(engine._cache.layers[0].keys.dtype)
+
+    engine._iterate = iterate
+
+    async def run() -> list[list[int]]:
+        await engine.start()
+        try:
+            await engine.add_adapter("first", str(tiny_adapters[0]))
+            await engine.add_adapter("second", str(tiny_adapters[1]))
+            streams = [collect(engine.generate(ids, params, adapter=a)) for a in (None, "first", "second")]
+            results = await asyncio.gather(*streams)
+        finally:
+            await engine.stop()
+        return [[t for delta in deltas for t in delta.token_ids] for deltas in results]
+
+    base, first, second = asyncio.run(run())
+    assert engine._compiled is not None and len(base) == len(first) == len(second) == 10
+    assert first != base and second != base
+    assert lora_steps and set(lora_steps) == {torch.bfloat16}
