@@ -3,9 +3,9 @@
 Eager PyTorch runs a decode step as about a thousand small ops, each paying Python and dispatcher overhead; on a
 CPU, where there are no CUDA graphs, that overhead is most of a small model's step. Inductor fuses the elementwise
 ops (norms, rotary embedding, activations, softmax) into a few C++ loops and, with ``freezing``, prepacks the
-weights for oneDNN. Measured on the 17M benchmark Llama on this 2-CPU machine, in the engine without HTTP: one
-sequence 1.9-2.1 ms a step instead of 3.3-3.5 ms, 32 sequences 8.7-9.0 ms instead of 10.3-10.8 ms. vLLM compiles
-its CPU models the same way.
+weights for oneDNN. Measured on the 17M benchmark Llama on this 2-CPU machine, without HTTP, at 92 cached columns:
+one sequence 1.8-2.6 ms a step instead of 3.1-3.4 ms eagerly, 32 sequences 5.4-6.2 ms instead of 8.0-8.5 ms. vLLM
+compiles its CPU models the same way.
 
 The compiled graph never writes to the KV cache, so the engine's cache stays the eager one: it reads the slabs (the
 columns written so far, masked by an additive bias) and returns each layer's new key and value, which the caller
@@ -16,7 +16,7 @@ cache) and attention is a broadcast multiply and sum that inductor compiles into
 float32 accumulation: 230 us a layer instead of 600 us for a float32 cache through two batched matmuls, and no oneDNN
 kernel per shape.
 Batch size and cache capacity are dynamic: one graph for a single sequence (PyTorch specialises size 1) and one for
-the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 25 s for that model).
+the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 30 s for that model).
 
 Results match the eager step to bf16 rounding, not bit for bit (fused loops add in another order), so greedy
 outputs can differ from ``transformers.generate`` where two tokens' logits nearly tie. Prompts (prefill) and steps
