@@ -114,11 +114,14 @@ async def soak(url: str, pid: int, seconds: float, clients: int, sentences: list
                     await response.read()
                 statuses[str(response.status)] = statuses.get(str(response.status), 0) + 1
 
+        def sample() -> None:
+            samples.append({"s": round(time.monotonic() - start, 1), "rss_mb": process.memory_info().rss / 2**20})
+
         async def sampler() -> None:
             while time.monotonic() < stop:
-                samples.append({"s": round(time.monotonic() - start, 1), "rss_mb": process.memory_info().rss / 2**20})
+                sample()
                 await asyncio.sleep(SOAK_SAMPLE_S)
-            samples.append({"s": round(time.monotonic() - start, 1), "rss_mb": process.memory_info().rss / 2**20})
+            sample()
 
         await asyncio.gather(sampler(), *(client(i) for i in range(clients)))
     warm = next(x for x in samples if x["s"] >= seconds / 5)["rss_mb"]

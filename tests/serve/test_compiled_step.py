@@ -156,21 +156,26 @@ def test_bf16_compiled_step_reads_a_bf16_cache_like_the_eager_float32_step(tiny_
         torch.testing.assert_close(mine.cached()[1].float(), theirs.cached()[1], rtol=0.02, atol=0.02)
 
 
-def test_bf16_engine_with_a_compiled_step_caches_in_bf16_and_generates(tiny_generator):
-    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
-    engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
-    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+def _record_cache_dtypes(engine: NativeEngine, *, lora_only: bool = False) -> list[torch.dtype]:
+    """The dtype of the running batch's cache after each engine step (only steps with adapters: ``lora_only``)."""
     seen: list[torch.dtype] = []
     step = engine._iterate
 
     def iterate(admitted):
         step(admitted)
-        if engine._cache is not None:
+        if engine._cache is not None and (not lora_only or engine._lora.mask is not None):
             seen.append(engine._cache.layers[0].keys.dtype)
 
     engine._iterate = iterate
+    return seen
 
+
+def test_bf16_engine_with_a_compiled_step_caches_in_bf16_and_generates(tiny_generator):
+    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
+    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
+    seen = _record_cache_dtypes(engine)
     outputs = asyncio.run(_decode_together(engine, prompts, 12))
     assert engine._compiled is not None and engine._kv_dtype is None
     assert [len(tokens) for tokens in outputs] == [12, 12]
@@ -185,15 +190,7 @@ def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(tiny_
     engine = NativeEngine("tiny-bf16-lora", model, tokenizer, compile=True)
     ids = tokenizer("To be, or not to be")["input_ids"]
     params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
-    lora_steps: list[torch.dtype] = []
-    step = engine._iterate
-
-    def iterate(admitted):
-        step(admitted)
-        if engine._cache is not None and engine._lora.mask is not None:
-            lora_steps.append(engine._cache.layers[0].keys.dtype)
-
-    engine._iterate = iterate
+    lora_steps = _record_cache_dtypes(engine, lora_only=True)
 
     async def run() -> list[list[int]]:
         await engine.start()
