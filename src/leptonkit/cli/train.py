@@ -122,7 +122,7 @@ def eval_(
     if split not in ("train", "valid", "test"):
         raise InvalidInputError(f"unknown split {split!r}", hint="use train, valid or test", param="split")
     if perturb is not None:  # robustness (leptonkit.robustness): clean metrics, then each perturbed copy's drop
-        from leptonkit.robustness.report import eval_perturbed
+        from leptonkit.cli.robustness import eval_perturbed
 
         eval_perturbed(ref, data, perturb, rate=rate, split=split, task=task, json_out=json_out)
         return

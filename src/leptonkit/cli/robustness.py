@@ -1,4 +1,4 @@
-"""What ``leptonkit eval --perturb`` prints: one row per data set (clean, then each perturbation) and metric."""
+"""``leptonkit eval --perturb`` (robustness): one row per data set (clean, then each perturbation) and metric."""
 
 from __future__ import annotations
 
