@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import subprocess
@@ -23,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_io import machine, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "benchmarks" / "results" / "data_prepare.json"
 
 RUN = """
 import json, sys, warnings
@@ -80,9 +79,7 @@ def main() -> None:
     parser.add_argument("--pii-model", default="auto", help="REF, 'auto' (the @pii version) or 'none' (skip that run)")
     parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
-    # Sections not re-run keep their earlier numbers (e.g. the NER-model run when --pii-model none).
-    results: dict = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    info, results = machine(), {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         sst2 = dict(
@@ -122,7 +119,7 @@ def main() -> None:
                 pii_model=None,
                 out=str(tmp_path / "synthetic"),
             ) | {"input_mb": round(path.stat().st_size / 2**20, 1)}
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_result("data_prepare", results, info)
     print(json.dumps(results, indent=2))
 
 

@@ -19,14 +19,15 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import time
 from pathlib import Path
 
+from results_io import machine, write_result
+
 # a sibling script: Python puts this folder on sys.path when running a script from it
-from robustness_adversarial import DEFAULT_HOME, RESULTS, SST2, fine_tuned, prepared_sst2, read_tsv
+from robustness_adversarial import DEFAULT_HOME, SST2, fine_tuned, prepared_sst2, read_tsv
 
 TOP_FRACTION = 0.2
 
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--random-draws", type=int, default=3)
     args = parser.parse_args()
+    info = machine()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["LEPTONKIT_HOME"] = str(args.home)
 
@@ -99,7 +101,6 @@ def main() -> None:
     print(json.dumps(gxi))
     result = {
         "benchmark": "explain_faithfulness",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch CPU",
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "model": loaded.version.ref if loaded.version else args.model,
         "model_dev_accuracy": round(evaluate_classification(loaded, dev)["accuracy"], 4),
@@ -116,8 +117,7 @@ def main() -> None:
             },
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "explain_faithfulness.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("explain_faithfulness", result, info)
     print(json.dumps(result["targets"], indent=2))
 
 

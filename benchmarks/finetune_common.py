@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from results_io import REPO, RESULTS, SHARED, write_result  # noqa: F401  (re-exported)
+from results_io import REPO, RESULTS, SHARED, machine, write_result  # noqa: F401  (re-exported)
 
 WORK = Path(tempfile.gettempdir()) / "leptonkit-bench"  # prepared data, reused between runs
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    from leptonkit.versions import cpu_supports_bf16, library_versions
-
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "bf16": cpu_supports_bf16(),
-        "load_average_at_start": os.getloadavg(),
-        "libraries": library_versions(),
-    }
 
 
 def _sample_lines(source: Path, target: Path, rows: int | None, seed: int) -> Path:

@@ -8,9 +8,13 @@ On a machine shared with other work the end-to-end rounds are noisy, so the scri
 cost per request in-process (ASGI calls on a trivial route, no network, no model) and reports the throughput
 ratio that cost implies for each workload's measured service time.
 
-    .venv/bin/python benchmarks/ops_overhead.py [--rounds 3] [--round-seconds 8]
+Estimator, fixed before the run (``ESTIMATOR``): per workload, the median over rounds of the round's on/off ratio
+(requests completed with the middleware over requests completed without it, in the same round). The target is met
+when that median is >= 0.97 for every workload; the totals are reported beside it, not judged.
 
-Writes ``benchmarks/results/ops_overhead.json``.
+    .venv/bin/python benchmarks/ops_overhead.py [--rounds 5] [--round-seconds 8]
+
+Appends a run to ``benchmarks/results/ops_overhead.json``.
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ import argparse
 import asyncio
 import json
 import os
-import sys
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from soak import RESULTS, build_models, start_server
+from results_io import machine, write_result
+from soak import build_models, start_server
 
+ESTIMATOR = "median of per-round on/off ratios"
+TARGET_RATIO = 0.97
 WORKLOADS = {
     "classify": ("/v1/classify", {"model": "cls", "input": "a short review: not bad at all"}),
     "stream_chat": (
@@ -143,7 +150,7 @@ async def load(url: str, key: str, workload: str, seconds: float, clients: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--round-seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--serve", choices=["on", "off"], help=argparse.SUPPRESS)
@@ -153,7 +160,9 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.port, args.home)
         return
+    info = machine()
     result: dict = {"clients": args.clients, "rounds": args.rounds, "round_seconds": args.round_seconds}
+    result["estimator"] = ESTIMATOR
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         key = build_models(home)
@@ -170,15 +179,16 @@ def main() -> None:
                         url = servers[variant][1]
                         counts[variant].append(asyncio.run(load(url, key, workload, args.round_seconds, args.clients)))
                 rps = {v: sum(c) / (args.rounds * args.round_seconds) for v, c in counts.items()}
-                pairs = sorted(on / off for on, off in zip(counts["on"], counts["off"], strict=True) if off)
+                ratios = [on / off for on, off in zip(counts["on"], counts["off"], strict=True) if off]
                 # What the in-process cost implies: each request's server time grows by added_us.
                 service_us = 1e6 / rps["off"]
                 added = result["middleware_in_process"]["added_us"]
                 result[workload] = {
                     "requests_per_s_off": round(rps["off"], 1),
                     "requests_per_s_on": round(rps["on"], 1),
-                    "ratio_on_off": round(rps["on"] / rps["off"], 4),
-                    "median_round_ratio": round(pairs[len(pairs) // 2], 4),
+                    "ratio_of_totals": round(rps["on"] / rps["off"], 4),
+                    "round_ratios": [round(r, 4) for r in ratios],
+                    "median_round_ratio": round(statistics.median(ratios), 4),
                     "ratio_implied_by_in_process_cost": round(service_us / (service_us + added), 4),
                     "rounds": counts,
                 }
@@ -186,12 +196,9 @@ def main() -> None:
             for proc, _ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=60)
-    result["target_ratio"] = 0.97
-    result["meets_target"] = all(result[w]["ratio_on_off"] >= 0.97 for w in WORKLOADS)
-    result["implied_meets_target"] = all(result[w]["ratio_implied_by_in_process_cost"] >= 0.97 for w in WORKLOADS)
-    result["machine"] = f"{os.cpu_count()} CPU cores, shared with other work; {sys.platform}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ops_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["target_ratio"] = TARGET_RATIO
+    result["meets_target"] = all(result[w]["median_round_ratio"] >= TARGET_RATIO for w in WORKLOADS)
+    write_result("ops_overhead", result, info)
     print(json.dumps(result, indent=2))
 
 

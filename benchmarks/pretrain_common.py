@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from results_io import REPO, RESULTS, SHARED, write_result  # noqa: F401  (re-exported)
+from results_io import REPO, RESULTS, SHARED, machine, write_result  # noqa: F401  (re-exported)
 
 
 def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072), seconds: float = 2.0) -> float:
@@ -26,17 +24,6 @@ def matmul_peak(dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 3072),
             count += 1
         best = max(best, 2 * n**3 * count / (time.perf_counter() - start))
     return best
-
-
-def machine() -> dict[str, Any]:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": load,
-        "torch": torch.__version__,
-    }
 
 
 class Collector:

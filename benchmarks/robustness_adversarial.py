@@ -20,14 +20,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
-import time
 from pathlib import Path
+
+from results_io import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
-RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_HOME = Path(os.environ.get("TMPDIR", "/tmp")) / "leptonkit-bench-home"
 PERTURBATIONS = ["typos", "case", "punctuation", "synonyms"]
 DEFAULT_STEPS = 250
@@ -62,26 +61,28 @@ def prepared_sst2(folder: Path, train_rows: int, seed: int = 0) -> Path:
 
 
 def fine_tuned(registry, name: str, data: Path, steps: int, adversarial: dict | None) -> tuple[str, float]:
-    """The latest version of ``name``, fine-tuned now when absent; returns (ref, training seconds or 0)."""
+    """The latest version of ``name``, fine-tuned now when absent; returns (ref, its training seconds).
+
+    The seconds are the training loop's own, as the version recorded them when it was trained, so a reused
+    version reports the time it took, not 0."""
     from leptonkit.train.api import finetune
 
     existing = registry.list(name)
-    if existing:
-        return existing[-1].ref, 0.0
-    start = time.perf_counter()
-    overrides = {"train": {"max_steps": steps, "batch_size": 32, "lr": 5e-5, "eval_every": steps, "seed": 13}}
-    if adversarial:
-        overrides["adversarial"] = adversarial
-    version = finetune(
-        base="builtin:minilm",
-        data=str(data),
-        task="classification",
-        method="full",
-        name=name,
-        registry=registry,
-        **overrides,
-    )
-    return version.ref, time.perf_counter() - start
+    version = existing[-1] if existing else None
+    if version is None:
+        overrides = {"train": {"max_steps": steps, "batch_size": 32, "lr": 5e-5, "eval_every": steps, "seed": 13}}
+        if adversarial:
+            overrides["adversarial"] = adversarial
+        version = finetune(
+            base="builtin:minilm",
+            data=str(data),
+            task="classification",
+            method="full",
+            name=name,
+            registry=registry,
+            **overrides,
+        )
+    return version.ref, version.metrics["training"]["train_seconds"]
 
 
 def main() -> None:
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--dev-rows", type=int, default=None, help="Only the first N dev sentences (smoke runs).")
     parser.add_argument("--typo-draws", type=int, default=5, help="Independent typo draws to average the drop over.")
     args = parser.parse_args()
+    info = machine()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["LEPTONKIT_HOME"] = str(args.home)
 
@@ -122,7 +124,6 @@ def main() -> None:
     clean_gap = abs(adv["metrics"]["accuracy"] - plain["metrics"]["accuracy"])
     result = {
         "benchmark": "robustness_adversarial",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch CPU",
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "data": {
             "train_rows": args.train_rows,
@@ -143,8 +144,7 @@ def main() -> None:
             "clean_accuracy_within_1_point": {"gap_points": round(100 * clean_gap, 2), "met": clean_gap <= 0.01},
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "robustness_adversarial.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("robustness_adversarial", result, info)
     print(json.dumps(result["targets"], indent=2))
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
+from results_io import machine, write_result
+
 # a sibling script: Python puts this folder on sys.path when running a script from it
-from robustness_adversarial import DEFAULT_HOME, RESULTS, prepared_sst2
+from robustness_adversarial import DEFAULT_HOME, prepared_sst2
 
 PERTURBATIONS = ["typos", "case", "punctuation", "synonyms", "pii"]
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--rate", type=float, default=0.1)
     args = parser.parse_args()
+    info = machine()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["LEPTONKIT_HOME"] = str(args.home)
 
@@ -40,14 +42,12 @@ def main() -> None:
     report = evaluate_robustness(args.model, data, PERTURBATIONS, rate=args.rate, registry=Registry(args.home))
     result = {
         "benchmark": "robustness_eval",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch CPU",
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "model": args.model,
         "data": "SST-2 dev (test split of the prepared folder)",
         "seconds": round(time.perf_counter() - start, 1),
     } | report
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "robustness_eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("robustness_eval", result, info)
     print(json.dumps({k: v["drop"] for k, v in report["perturbed"].items()}, indent=2))
 
 

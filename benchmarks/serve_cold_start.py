@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from serve_common import RESULTS, free_port, wait_ready
+from results_io import machine, write_result
+from serve_common import free_port, wait_ready
 
 
 def cpu_seconds(pid: int) -> float:
@@ -42,6 +43,7 @@ def main() -> None:
     from leptonkit.registry import Registry
     from leptonkit.train.tokenizer import train_tokenizer
 
+    info = machine()
     with tempfile.TemporaryDirectory() as tmp:
         home, folder = Path(tmp) / "home", Path(tmp) / "tiny"
         registry = Registry(home)
@@ -55,13 +57,11 @@ def main() -> None:
         registry.register(str(folder), name="tiny", task="generation")
         started = time.time()
         result = {
-            "load_average_at_start": os.getloadavg(),
             "minilm": cold_start(home, "minilm"),
             "tiny_generator": cold_start(home, "tiny"),
             "seconds_total": time.time() - started,
         }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_cold_start.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("serve_cold_start", result, info)
     print(json.dumps(result, indent=2))
 
 

@@ -2,9 +2,13 @@
 
 The same server command runs twice: with dynamic batching (``--encoder-max-batch 32 --encoder-max-wait-ms 5``) and
 one request per forward (``--encoder-max-batch 1 --encoder-max-wait-ms 0``). The clients share one ``aiohttp``
-session (as ``leptonkit bench serve`` does): they run on the same CPUs as the server. Then the forward alone is
-timed at batch 1 and 32 (no HTTP): its ratio bounds the speedup. Writes ``benchmarks/results/serve_encoder.json``
-(``serve_encoder_sst2.json`` with ``--texts sst2``: SST-2 dev sentences, 5-50 tokens, instead of four short ones).
+session (as ``leptonkit bench serve`` does): they run on the same CPUs as the server. The texts are the SST-2 dev
+sentences (5-50 tokens; ``--texts short``: four short strings instead). Then the forward alone is timed at batch 1
+and 32 (no HTTP) over the same texts: its ratio bounds the speedup, since batching shares only the forward's cost.
+
+Estimator, fixed before the run: the servers take turns for ``--rounds`` rounds; each setup's requests/s is its
+total requests over its total seconds, and the speedup is the ratio of the two. Appends a run to
+``benchmarks/results/serve_encoder_sst2.json`` (``serve_encoder.json`` for ``--texts short``).
 
 ``--soak SECONDS`` instead serves the batched setup alone for that long: 32 clients send 1-4 random SST-2 sentences
 (some joined up to five long), and the server's resident memory is sampled every 10 s. Writes
@@ -29,7 +33,8 @@ import aiohttp
 import httpx
 import psutil
 
-from serve_common import REPO, RESULTS, leptonkit_server
+from results_io import machine, write_result
+from serve_common import REPO, leptonkit_server
 
 SENTENCES = [
     "The film was a delight from start to finish.",
@@ -152,8 +157,8 @@ def model_only(
     home: Path, threads: int, texts: list[str], batches: tuple[int, ...] = (1, 32), repeats: int = 30
 ) -> dict[str, float]:
     """Milliseconds per request of the forward alone (as the server runs it: bf16 where supported, packed linears,
-    packed batches), by batch size: the ratio of its batch-1 and batched costs bounds the speedup any server can
-    show."""
+    packed batches), by batch size, every batch size over the same ``repeats * max(batches)`` texts: the ratio of
+    its batch-1 and batched costs bounds the speedup any server can show."""
     import torch
 
     from leptonkit import inference
@@ -167,15 +172,16 @@ def model_only(
     loaded = load_model("sentiment", registry=Registry(home), dtype=torch_dtype("auto"))
     pack_linears(loaded.model)
     packed_encoder.enable(loaded.model)
+    sample = [texts[i % len(texts)] for i in range(repeats * max(batches))]
     per_request = {}
     for batch in batches:
-        batches_of_texts = [[texts[(r * batch + i) % len(texts)] for i in range(batch)] for r in range(repeats)]
+        batches_of_texts = [sample[i : i + batch] for i in range(0, len(sample), batch)]
         with packed_encoder.packing():
             inference.classify(loaded, batches_of_texts[0])  # warm-up
             start = time.perf_counter()
             for batch_texts in batches_of_texts:
                 inference.classify(loaded, batch_texts)
-            per_request[f"batch_{batch}_ms_per_request"] = (time.perf_counter() - start) / repeats / batch * 1000
+            per_request[f"batch_{batch}_ms_per_request"] = (time.perf_counter() - start) / len(sample) * 1000
     return per_request
 
 
@@ -186,7 +192,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds, so both see the same CPU load.")
     parser.add_argument("--max-wait-ms", default="5", help="The batched server's --encoder-max-wait-ms.")
     parser.add_argument("--threads", default="2", help="Both servers' --threads.")
-    parser.add_argument("--texts", choices=["short", "sst2"], default="short", help="Four short sentences, or SST-2.")
+    parser.add_argument("--texts", choices=["short", "sst2"], default="sst2", help="SST-2 dev, or four short strings.")
     parser.add_argument("--soak", type=float, default=None, help="Seconds of a memory soak of the batched server.")
     args = parser.parse_args()
     setups = {
@@ -194,14 +200,14 @@ def main() -> None:
         "dynamic_batching": ["--encoder-max-batch", "32", "--encoder-max-wait-ms", args.max_wait_ms],
     }
     texts = sst2_sentences() if args.texts == "sst2" or args.soak else SENTENCES
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = machine()
     if args.soak:
         with tempfile.TemporaryDirectory() as tmp:
             make_classifier(Path(tmp))
             flags = setups["dynamic_batching"]
             with leptonkit_server(Path(tmp), "sentiment", *flags, "--threads", args.threads) as (url, _):
                 result = asyncio.run(soak(url, server_pid(url), args.soak, args.clients, texts))
-        (RESULTS / "serve_encoder_soak.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_result("serve_encoder_soak", result, info)
         print(json.dumps({k: v for k, v in result.items() if k != "rss_samples"}, indent=2))
         return
     totals = {label: {"requests": 0, "seconds": 0.0} for label in setups}
@@ -226,8 +232,7 @@ def main() -> None:
     result["speedup"] = result["dynamic_batching"]["requests_per_s"] / result["one_at_a_time"]["requests_per_s"]
     forward = result["model_only"]
     result["model_only_speedup_bound"] = forward["batch_1_ms_per_request"] / forward["batch_32_ms_per_request"]
-    name = "serve_encoder.json" if args.texts == "short" else f"serve_encoder_{args.texts}.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    write_result("serve_encoder" if args.texts == "short" else f"serve_encoder_{args.texts}", result, info)
     print(json.dumps(result, indent=2))
 
 

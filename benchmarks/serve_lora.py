@@ -13,7 +13,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from serve_common import RESULTS, leptonkit_server
+from results_io import machine, write_result
+from serve_common import leptonkit_server
 from serve_throughput import REPEATS, bench, build_model, median_run
 
 ADAPTERS = [f"lora{i}" for i in range(8)]
@@ -36,6 +37,7 @@ def make_adapters(folder: Path, home: Path) -> None:
 
 
 def main() -> None:
+    info = machine()
     with tempfile.TemporaryDirectory() as tmp:
         folder, home = Path(tmp) / "model", Path(tmp) / "home"
         build_model(folder)
@@ -51,8 +53,7 @@ def main() -> None:
                     runs[label].append(bench(url, model, **workload))
             result = {label: median_run(label_runs) for label, label_runs in runs.items()}
     result["ratio"] = result["eight_adapters_mixed"]["output_throughput"] / result["base"]["output_throughput"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_lora.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("serve_lora", result, info)
     print(json.dumps({k: result[k]["output_throughput"] for k in ("base", "eight_adapters_mixed")}, indent=2))
     print("ratio", result["ratio"])
 

@@ -5,12 +5,17 @@ output tokens each, greedy, all sent at once; plus a single stream (TPOT) and vL
 32 concurrent). The batch and single-stream workloads run ``REPEATS`` times per server, the servers taking turns,
 and report the median run. The model has random weights (``ignore_eos`` fixes the output length, so speed does not
 depend on them). leptonkit runs twice, as is and with ``--compile`` (decode steps compiled by inductor, as vLLM
-compiles its models). Cold start is the time from ``leptonkit serve`` to ``/ready``. A vLLM server is measured with
-the same harness when ``--vllm-python`` points at a Python with ``vllm`` installed.
+compiles its models). Cold start is the time from ``leptonkit serve`` to ``/ready``. vLLM's server (``--vllm-python``,
+a Python with ``vllm`` installed; required) runs in the same harness, same dtype, with its OpenMP threads bound to as
+many cores as leptonkit's torch threads (``VLLM_CPU_OMP_THREADS_BIND``, the setting vLLM's CPU guide documents),
+so that each server's HTTP front end has the remaining core. Both sides' versions and thread settings are recorded.
 
-    .venv/bin/python benchmarks/serve_throughput.py [--dtype bfloat16] [--vllm-python /tmp/vllm/bin/python]
+Estimator, fixed before the run: per server and workload, the median of ``REPEATS`` runs; ratios are medians over
+medians.
 
-Writes ``benchmarks/results/serve_throughput.json``.
+    .venv/bin/python benchmarks/serve_throughput.py --vllm-python /tmp/vllm/bin/python [--dtype bfloat16]
+
+Appends a run to ``benchmarks/results/serve_throughput.json``.
 """
 
 from __future__ import annotations
@@ -26,13 +31,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from serve_common import REPO, RESULTS, free_port, leptonkit_server, random_llama, wait_ready
+from results_io import machine, write_result
+from serve_common import REPO, free_port, leptonkit_server, random_llama, wait_ready
 
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 REPEATS = 9  # runs of each timed workload per server, taking turns; the median one is reported
 SETTLE_S = 2.0  # pause before each timed run: vLLM's engine keeps one CPU busy for ~1 s after its last request
-# vLLM 0.32 (vllm-cpu, bf16) on this machine, measured by the issue's author: the anchor when vLLM is not run here.
-VLLM_ANCHOR = {"output_throughput": 2154.0, "ttft_p50_ms": 180.0, "single_stream_tpot_ms": 3.5, "cold_start_s": 69.0}
 
 
 def build_model(folder: Path) -> None:
@@ -105,13 +109,13 @@ def workloads(urls: dict[str, str], model: str) -> dict[str, dict]:
 
 
 @contextlib.contextmanager
-def vllm_server(python: str, folder: Path, dtype: str) -> Iterator[tuple[str, float]]:
+def vllm_server(python: str, folder: Path, dtype: str, env: dict[str, str]) -> Iterator[tuple[str, float]]:
     """vLLM's OpenAI server on a free port until the context ends; yields (url, seconds to healthy)."""
     port = free_port()
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder)]
     command += ["--served-model-name", "bench-llama", "--port", str(port), "--dtype", dtype, "--max-num-seqs", "64"]
     command += ["--gpu-memory-utilization", "0.15"]  # on CPUs: the share of RAM reserved for the KV cache
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         yield url, wait_ready(url, proc, "/health")
@@ -120,13 +124,24 @@ def vllm_server(python: str, folder: Path, dtype: str) -> Iterator[tuple[str, fl
         proc.wait(timeout=60)
 
 
+def vllm_setup(python: str, threads: int) -> dict:
+    """vLLM's version and the environment its server runs with: OpenMP threads bound to ``threads`` cores."""
+    out = subprocess.run([python, "-c", "import vllm; print(vllm.__version__)"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"--vllm-python {python} cannot import vllm: {out.stderr.strip().splitlines()[-1:]}")
+    env = {"VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}" if threads > 1 else "0", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    return {"version": out.stdout.strip(), "env": env, "omp_threads": threads}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads, baseline and server alike.")
-    parser.add_argument("--vllm-python", default=None, help="A Python with vllm installed (separate venv).")
+    parser.add_argument("--vllm-python", required=True, help="A Python with vllm installed (separate venv).")
     args = parser.parse_args()
     from leptonkit.registry import Registry
+
+    info, vllm = machine(), vllm_setup(args.vllm_python, args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, home = Path(tmp) / "model", Path(tmp) / "home"
@@ -134,8 +149,8 @@ def main() -> None:
         version = Registry(home).register(str(folder), name="bench-llama", task="generation")
         result = {
             "model": {"parameters": version.parameters, "layers": 6, "hidden": 384, "dtype": args.dtype},
-            "threads": args.threads,
-            "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+            "threads": {"leptonkit_torch_threads": args.threads, "static_generate_torch_threads": args.threads},
+            "vllm_setup": vllm,
             "static_generate": static_generate(folder, args.dtype, args.threads, 32, 32, 64),
         }
         flags = ["--dtype", args.dtype, "--max-num-seqs", "64", "--threads", str(args.threads)]
@@ -144,18 +159,13 @@ def main() -> None:
                 "leptonkit": stack.enter_context(leptonkit_server(home, "bench-llama", *flags)),
                 "leptonkit_compiled": stack.enter_context(leptonkit_server(home, "bench-llama", *flags, "--compile")),
             }
-            if args.vllm_python:  # started last: the leptonkit servers idle meanwhile
-                servers["vllm"] = stack.enter_context(vllm_server(args.vllm_python, folder, args.dtype))
+            # started last: the leptonkit servers idle meanwhile
+            servers["vllm"] = stack.enter_context(vllm_server(args.vllm_python, folder, args.dtype, vllm["env"]))
             measured = workloads({name: url for name, (url, _) in servers.items()}, "bench-llama")
             for name, (_, cold) in servers.items():
                 result[name] = {"cold_start_s": cold, **measured[name]}
-        if not args.vllm_python:
-            result["vllm_anchor_from_issue"] = VLLM_ANCHOR
-    if "vllm" in result:
-        vllm_tps = result["vllm"]["batch_32x32x64"]["output_throughput"]
-        vllm_tpot = result["vllm"]["single_stream"]["tpot_ms"]["mean"]
-    else:
-        vllm_tps, vllm_tpot = VLLM_ANCHOR["output_throughput"], VLLM_ANCHOR["single_stream_tpot_ms"]
+    vllm_tps = result["vllm"]["batch_32x32x64"]["output_throughput"]
+    vllm_tpot = result["vllm"]["single_stream"]["tpot_ms"]["mean"]
     result["ratios"] = {}
     for name in ("leptonkit", "leptonkit_compiled"):
         batch, single = result[name]["batch_32x32x64"], result[name]["single_stream"]
@@ -164,8 +174,7 @@ def main() -> None:
             f"{name}_vs_vllm_single_stream_tpot": single["tpot_ms"]["mean"] / vllm_tpot,
             f"{name}_vs_static_generate": batch["output_throughput"] / result["static_generate"]["output_throughput"],
         }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("serve_throughput", result, info)
     print(json.dumps(result["ratios"], indent=2))
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from serve_common import REPO, RESULTS, free_port, random_llama
+from results_io import write_result
+from serve_common import REPO, free_port, random_llama
 
 CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 PROMPTS = [
@@ -193,12 +194,10 @@ def main() -> None:
             "rss_growth_under_5pct": growth < 0.05,
             "no_stuck_slots": all(v == 0 for v in end_gauges.values()),
         },
-        "machine": f"{os.cpu_count()} CPU cores, shared",
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),  # inherited by the server when set
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     result["compile"] = args.compile
-    (RESULTS / ("soak_compile.json" if args.compile else "soak.json")).write_text(json.dumps(result, indent=2) + "\n")
+    write_result("soak_compile" if args.compile else "soak", result)
     print(json.dumps(result, indent=2))
 
 
