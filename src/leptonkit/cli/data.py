@@ -190,7 +190,7 @@ def pii_setup(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Fine-tune the NER model for names, places and organisations and alias it @pii (one command, full detector)."""
-    from leptonkit.privacy.setup import setup_pii_model
+    from leptonkit.train.pii_model import setup_pii_model
 
     overrides = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "max_minutes": max_minutes}
     version = setup_pii_model(

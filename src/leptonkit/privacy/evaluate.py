@@ -11,6 +11,7 @@ neither as misses nor, when a prediction covers them, as false alarms.
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,7 @@ TYPE_MAP = {
     "DOMAIN_NAME": "URL",
     "URL": "URL",
 }
+PARTS = ("dev", "test")
 PATTERN_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP", "US_SSN", "URL")
 BATCH = 64
 
@@ -66,6 +68,30 @@ def load_spans_file(path: str | Path) -> list[dict]:
         if not isinstance(record, dict) or "full_text" not in record or not isinstance(record.get("spans"), list):
             raise InvalidInputError(f"{path}: record {i} needs full_text and spans", hint="presidio-research format")
     return records
+
+
+def split_records(records: list[dict], part: str, seed: int) -> list[dict]:
+    """The ``dev`` or ``test`` half of ``records``, by a seeded shuffle of their templates.
+
+    Records of one ``template_id`` (presidio-research fills each sentence template several times) all go to the
+    same half, so a detector tuned on the dev half has not seen the test half's sentences; records without a
+    template are groups of their own. Shuffled groups fill the dev half until it holds at least half of the records;
+    the rest is the test half. Same records and seed, same halves; file order is kept within each half.
+    """
+    if part not in PARTS:
+        raise InvalidInputError(f"unknown part {part!r}", hint=f"use one of: {', '.join(PARTS)}")
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        template = record.get("template_id")
+        groups.setdefault(f"t{template}" if template is not None else f"r{i}", []).append(i)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    dev: set[int] = set()
+    for key in keys:
+        if 2 * len(dev) >= len(records):
+            break
+        dev.update(groups[key])
+    return [r for i, r in enumerate(records) if (i in dev) == (part == "dev")]
 
 
 def _chars(text: str, start: int, end: int) -> set[int]:

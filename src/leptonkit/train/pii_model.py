@@ -12,8 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from leptonkit.config import home
+from leptonkit.data import prepare
+from leptonkit.data.split import split_of_path
 from leptonkit.errors import InvalidInputError
 from leptonkit.privacy.pii import PII_ALIAS
+from leptonkit.registry import Registry
+from leptonkit.train.api import finetune
+from leptonkit.train.recipe import NER_FULL_TRAIN
 
 DEFAULT_BASE = "builtin:minilm"
 DEFAULT_NAME = "pii-ner"
@@ -22,8 +28,6 @@ DATA_ENV = "LEPTONKIT_PII_DATA"
 
 def conll_inputs(data: str | os.PathLike[str] | None) -> list[Path]:
     """The CoNLL files of ``data`` (a folder of train/valid/test files, or one file); default $LEPTONKIT_PII_DATA."""
-    from leptonkit.data.split import split_of_path
-
     if data is None:
         data = os.environ.get(DATA_ENV)
         if not data:
@@ -58,12 +62,6 @@ def setup_pii_model(
     settings measured by ``benchmarks/finetune_conll.py``); ``overrides`` (``epochs=1``, ``max_minutes=10``, ...)
     take precedence.
     """
-    from leptonkit.config import home
-    from leptonkit.data import prepare
-    from leptonkit.registry import Registry
-    from leptonkit.train.api import finetune
-    from leptonkit.train.recipe import NER_FULL_TRAIN
-
     registry = registry or Registry()
     inputs = conll_inputs(data)
     out = Path(work_dir or home() / "data" / f"{name}-conll").expanduser()

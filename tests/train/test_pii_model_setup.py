@@ -9,7 +9,7 @@ import pytest
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.privacy.pii import PiiDetector, find_pii_model
-from leptonkit.privacy.setup import conll_inputs, setup_pii_model
+from leptonkit.train.pii_model import conll_inputs, setup_pii_model
 from tests.conftest import shared_data, tiny_bert_config
 
 
