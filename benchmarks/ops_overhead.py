@@ -53,14 +53,14 @@ WORKLOADS = {
 def serve(variant: str, port: int, home: str) -> None:
     """Run one variant: ``on`` is the product as shipped with auth on; ``off`` lacks the operations middleware."""
     from leptonkit.serve.config import ServeConfig
-    from leptonkit.serve.operations import OperationsMiddleware
+    from leptonkit.serve.middleware import AccessMiddleware, AccountingMiddleware
     from leptonkit.serve.server import uvicorn_server
 
     config = ServeConfig(models=["gen", "cls"], port=port, home=home, auth="on" if variant == "on" else "off")
     server = uvicorn_server(config)
     if variant == "off":
         app = server.config.app
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not OperationsMiddleware]
+        app.user_middleware = [m for m in app.user_middleware if m.cls not in (AccessMiddleware, AccountingMiddleware)]
     server.run()
 
 
@@ -69,8 +69,8 @@ def middleware_cost(home: Path, key: str, calls: int = 3000) -> dict:
     network, no model): the same app called through the ASGI interface with and without the middleware."""
     from fastapi import FastAPI
 
+    from leptonkit.serve.app import install_operations
     from leptonkit.serve.config import ServeConfig
-    from leptonkit.serve.operations import install
 
     async def ping(body: dict) -> dict:
         return {"ok": True}
@@ -79,7 +79,7 @@ def middleware_cost(home: Path, key: str, calls: int = 3000) -> dict:
         app = FastAPI()
         app.add_api_route("/v1/ping", ping, methods=["POST"])
         if with_ops:
-            install(app, ServeConfig(models=["x"], home=str(home), auth="on"))
+            install_operations(app, ServeConfig(models=["x"], home=str(home), auth="on"))
         return app
 
     body = json.dumps({"model": "cls", "input": "a short review"}).encode()

@@ -13,8 +13,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from leptonkit.serve.app import install_operations
 from leptonkit.serve.config import ServeConfig
-from leptonkit.serve.operations import annotate, install
+from leptonkit.serve.middleware import annotate
 
 
 class EchoRequest(BaseModel):
@@ -51,5 +52,5 @@ def ops_app() -> FastAPI:
     def load_adapter() -> dict:
         return {"loaded": True}
 
-    install(app, ServeConfig(models=["echo"], **json.loads(os.environ.get("LEPTONKIT_TEST_OPS", "{}"))))
+    install_operations(app, ServeConfig(models=["echo"], **json.loads(os.environ.get("LEPTONKIT_TEST_OPS", "{}"))))
     return app

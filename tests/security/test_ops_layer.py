@@ -153,7 +153,7 @@ def test_client_disconnect_mid_stream_frees_its_slot(keys, tmp_path_factory):
 
 
 def test_auth_defaults_on_for_any_non_loopback_bind():
-    from leptonkit.serve.security import auth_required
+    from leptonkit.serve.authentication import auth_required
 
     assert [auth_required(None, h) for h in ("127.0.0.1", "::1", "localhost")] == [False, False, False]
     assert [auth_required(None, h) for h in ("0.0.0.0", "::", "10.1.2.3", "myhost.example")] == [True] * 4

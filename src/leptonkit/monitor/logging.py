@@ -1,7 +1,7 @@
 """Structured request logs: one JSON line per request on the ``leptonkit.access`` logger.
 
 Prompts and outputs never reach a log line unless the operator asked for them (``--log-content``), and then only
-after PII redaction: :func:`redact_content` is the one gate every logged text passes through.
+after PII redaction (``leptonkit.serve.middleware.redact_content``, the one gate every logged text passes through).
 """
 
 from __future__ import annotations
@@ -35,13 +35,6 @@ def access_logger() -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
-
-
-def redact_content(text: str) -> str:
-    """Mask personal data (e-mails, card numbers, names, ...) with the data stage's PII detector."""
-    from leptonkit.privacy.pii import redact
-
-    return redact(text)
 
 
 def log_request(fields: dict[str, Any]) -> None:

@@ -1,9 +1,12 @@
 """The FastAPI application factory: models load in the lifespan, errors answer in OpenAI's shape.
 
-``create_app(config)`` builds the routes, then hands the app to ``leptonkit.serve.operations.install`` (metrics,
-auth, limits, logs) once. Every :class:`LeptonkitError` becomes its HTTP status with
-``{"error": {"message", "type", "param", "code"}}``; request validation failures (bad JSON, invalid UTF-8, a field
-of the wrong type) are 400s naming the field. Only a bug is a 500.
+``create_app(config)`` builds the routes, then :func:`install_operations` adds what an operator needs around them:
+``GET /metrics``, the safety policy, the middlewares (``serve/middleware.py``: request ids, auth, limits, logs) and
+the auth and error answers in ``/openapi.json`` (``serve/openapi.py``).
+
+Every :class:`LeptonkitError` becomes its HTTP status with ``{"error": {"message", "type", "param", "code"}}``;
+request validation failures (bad JSON, invalid UTF-8, a field of the wrong type) are 400s naming the field. Only a
+bug is a 500.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
 
 from leptonkit.errors import LeptonkitError
 from leptonkit.monitor import metrics
-from leptonkit.serve import operations
+from leptonkit.monitor.logging import access_logger
 from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.middleware import AccessMiddleware, AccountingMiddleware
 from leptonkit.serve.models import ModelSet
+from leptonkit.serve.openapi import document_errors
 from leptonkit.serve.protocol import error_body
 from leptonkit.serve.routes import admin, openai, tasks
+from leptonkit.serve.safety import SafetyPolicy
 
 RETRY_AFTER_SECONDS = "1"
 
@@ -45,8 +53,30 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     for module in (admin, openai, tasks):
         app.include_router(module.router)
-    operations.install(app, config)
+    install_operations(app, config)
     return app
+
+
+def install_operations(app: FastAPI, config: ServeConfig) -> None:
+    """Add ``/metrics``, the safety policy, the middlewares and the OpenAPI additions to ``app`` (once)."""
+    app.add_api_route(
+        "/metrics", _metrics_endpoint, methods=["GET"], tags=["operations"], response_class=PlainTextResponse
+    )
+    document_errors(app)
+    app.state.safety = SafetyPolicy.from_config(config)
+    app.add_middleware(AccessMiddleware, settings=config, safety=app.state.safety)
+    app.add_middleware(AccountingMiddleware, settings=config)  # added last: outermost, sees every refusal
+    if config.log_content:
+        from leptonkit.privacy.pii import NO_MODEL_WARNING
+        from leptonkit.registry.pii import default_detector
+
+        if not default_detector().names_detected:
+            access_logger().warning({"event": "log_content", "message": f"names are not redacted: {NO_MODEL_WARNING}"})
+
+
+def _metrics_endpoint() -> Response:
+    """Prometheus text exposition of every ``leptonkit_*`` metric plus process CPU and memory."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def _error(status: int, message: str, error_type: str, param: str | None = None, **headers: str) -> JSONResponse:

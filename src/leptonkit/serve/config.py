@@ -18,7 +18,7 @@ class ServeConfig(BaseModel):
     engine: Literal["auto", "native", "vllm"] = "auto"
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     max_num_seqs: int = Field(64, ge=1, description="Sequences decoded together per step.")
-    max_queue: int = Field(256, ge=0, description="Requests waiting per model; beyond it 429.")
+    max_queue: int = Field(256, ge=0, description="Sequences (prompts x n) waiting per model; beyond it 429.")
     max_batched_tokens: int = Field(2048, ge=1, description="Token budget of one step (prefill plus decode).")
     max_adapters: int = Field(8, ge=1, description="LoRA adapters loaded at once; least recently used evicted.")
     request_timeout: float = Field(600.0, gt=0, description="Seconds before a request answers 504.")
@@ -32,7 +32,7 @@ class ServeConfig(BaseModel):
         None, ge=1, description="torch CPU threads of each engine (default: torch's); other threads use one."
     )
     explain_steps: int = Field(32, ge=1, le=1024, description="Integration steps per explanation (explain: true).")
-    # Operations (owned by leptonkit.serve.operations / security / safety; CLI flags of the same names).
+    # Operations (read by leptonkit.serve.middleware, authentication and safety; CLI flags of the same names).
     auth: Literal["on", "off"] | None = Field(None, description="API keys required; unset: on unless on loopback.")
     metrics_public: bool = Field(False, description="Serve /metrics without an API key.")
     log_content: bool = Field(False, description="Log prompts and outputs, PII-redacted.")

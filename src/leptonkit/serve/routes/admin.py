@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from leptonkit.serve.authentication import ADMIN_TAG
 from leptonkit.serve.protocol import AdapterRequest
-from leptonkit.serve.security import ADMIN_TAG
 
 router = APIRouter()
 

@@ -20,9 +20,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, collect
+from leptonkit.serve.middleware import annotate, metered
 from leptonkit.serve.models import Target
-from leptonkit.serve.operations import annotate, check_prompt_tokens, metered
 from leptonkit.serve.protocol import error_body
 
 
@@ -76,6 +77,18 @@ def _message(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
+def check_prompt_tokens(config: ServeConfig, prompts: list[list[int]]) -> None:
+    """Refuse a prompt longer than ``--max-prompt-tokens`` (the model's context is checked by the route)."""
+    limit = config.max_prompt_tokens
+    longest = max((len(p) for p in prompts), default=0)
+    if limit is not None and longest > limit:
+        raise InvalidInputError(
+            f"the prompt is {longest} tokens; this server accepts at most {limit}",
+            hint="shorten the prompt",
+            param="prompt",
+        )
+
+
 def sampling_params(body: Any, prompt_len: int, context: int, *, logprobs: bool, top: int) -> SamplingParams:
     """Check the prompt and ``max_tokens`` against the model's context; both lengths are named on failure."""
     if prompt_len == 0:
@@ -119,7 +132,7 @@ async def respond(
     """Submit ``body.n`` choices per prompt and answer with one JSON body or an SSE stream."""
     engine = target.engine
     config = request.app.state.config
-    check_prompt_tokens(config, prompts)  # --max-prompt-tokens (operations)
+    check_prompt_tokens(config, prompts)
     params = [sampling_params(body, len(p), engine.context_length, logprobs=logprobs, top=top) for p in prompts]
     safety = request.app.state.safety  # output policy: redaction, blocklist, classifier (serve/safety.py)
     if target.adapter:
