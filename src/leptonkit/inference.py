@@ -33,9 +33,6 @@ def _batches(items: Sequence[Any], batch_size: int, key: Any) -> Iterator[list[i
 
 
 def _device(model: Any) -> torch.device:
-    from leptonkit.train.methods import prepare_loaded
-
-    prepare_loaded(model)
     return next(model.parameters()).device
 
 

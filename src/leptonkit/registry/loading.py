@@ -8,6 +8,7 @@ Conventions every leptonkit artifact follows, so that this one loader serves tra
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ def load_model(
         base_path = registry.resolve(base_ref)
         base = _auto_class(task).from_pretrained(base_path, **extra)
         model = PeftModel.from_pretrained(base, path)
+        prepare_loaded(model)
         tokenizer_path = path if (path / "tokenizer_config.json").is_file() else base_path
     else:
         model = _auto_class(task).from_pretrained(path, **extra)
@@ -93,3 +95,27 @@ def load_model(
 
 def _version_or_none(registry: Registry, ref: str) -> ModelVersion | None:
     return None if ref.startswith("builtin:") else registry.get(ref)
+
+
+def expose_past_key_values(model: Any) -> None:
+    """Let peft's prefix tuning see ``past_key_values`` in the forward signature of the model's class.
+
+    transformers 5 renamed the argument of encoder models such as BERT to ``cache`` and still accepts the old name
+    (deprecated), but peft decides from the signature alone and refuses prefix tuning. Adding the optional keyword to
+    the signature changes no behaviour; it is done once per class, for training and for loading alike.
+    """
+    function = type(model).forward
+    signature = inspect.signature(function)
+    if "past_key_values" in signature.parameters:
+        return
+    params = list(signature.parameters.values())
+    keyword = inspect.Parameter("past_key_values", inspect.Parameter.KEYWORD_ONLY, default=None)
+    at = next((i for i, p in enumerate(params) if p.kind == p.VAR_KEYWORD), len(params))
+    function.__signature__ = signature.replace(parameters=[*params[:at], keyword, *params[at:]])
+
+
+def prepare_loaded(model: Any) -> None:
+    """Make a loaded PEFT model runnable: prefix-tuned adapters need :func:`expose_past_key_values` on their base."""
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and config.is_prompt_learning:
+        expose_past_key_values(model.get_base_model())

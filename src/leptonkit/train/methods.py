@@ -5,12 +5,12 @@ The task head is always trained: PEFT keeps it in ``modules_to_save`` for sequen
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.registry.loading import expose_past_key_values
 from leptonkit.train.recipe import Recipe
 
 PEFT_TASK_TYPES = {"classification": "SEQ_CLS", "ner": "TOKEN_CLS", "sft": "CAUSAL_LM", "pretrain": "CAUSAL_LM"}
@@ -100,27 +100,3 @@ def trainable_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, sum(p.numel() for p in model.parameters())
-
-
-def expose_past_key_values(model: Any) -> None:
-    """Let peft's prefix tuning see ``past_key_values`` in the forward signature of the model's class.
-
-    transformers 5 renamed the argument of encoder models such as BERT to ``cache`` and still accepts the old name
-    (deprecated), but peft decides from the signature alone and refuses prefix tuning. Adding the optional keyword to
-    the signature changes no behaviour; it is done once per class, for training and for loading alike.
-    """
-    function = type(model).forward
-    signature = inspect.signature(function)
-    if "past_key_values" in signature.parameters:
-        return
-    params = list(signature.parameters.values())
-    keyword = inspect.Parameter("past_key_values", inspect.Parameter.KEYWORD_ONLY, default=None)
-    at = next((i for i, p in enumerate(params) if p.kind == p.VAR_KEYWORD), len(params))
-    function.__signature__ = signature.replace(parameters=[*params[:at], keyword, *params[at:]])
-
-
-def prepare_loaded(model: Any) -> None:
-    """Make a loaded PEFT model runnable: prefix-tuned adapters need :func:`expose_past_key_values` on their base."""
-    config = getattr(model, "active_peft_config", None)
-    if config is not None and config.is_prompt_learning:
-        expose_past_key_values(model.get_base_model())
