@@ -14,7 +14,7 @@ _EXPORTS = {
     "Registry": "leptonkit.registry.store",
     "ModelVersion": "leptonkit.registry.store",
     "finetune": "leptonkit.train.api",
-    "pretrain": "leptonkit.train.recipes.pretrain",
+    "pretrain": "leptonkit.train.api",
     "Client": "leptonkit.client",
 }
 

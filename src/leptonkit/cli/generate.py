@@ -48,7 +48,7 @@ def pretrain(
         return
     if not data or not name:
         raise InvalidInputError("pretrain needs --data FILE and --name NAME", hint="see leptonkit pretrain --help")
-    from leptonkit.train.recipes.pretrain import pretrain as run
+    from leptonkit.train.api import pretrain as run
 
     version = run(
         [str(p) for p in data],

@@ -1,4 +1,5 @@
-"""CPU, memory and GPU use of this process: a snapshot for training logs and a Prometheus collector for servers.
+"""CPU, memory and GPU use of this process: a snapshot for training logs, the peak memory of a training run, and a
+Prometheus collector for servers.
 
 GPU figures come from NVML (``nvidia-ml-py``) when a driver and a GPU are present, and from
 ``torch.cuda`` memory counters otherwise; on a machine without a GPU the GPU keys are simply absent.
@@ -6,10 +7,12 @@ GPU figures come from NVML (``nvidia-ml-py``) when a driver and a GPU are presen
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -78,6 +81,48 @@ def snapshot() -> dict[str, float]:
     if torch is not None and torch.cuda.is_available():
         out["torch_cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated())
     return out
+
+
+def start_peak_memory(device: Any) -> float | None:
+    """Start measuring a peak on ``device`` (a ``torch.device``) and return the memory in use now (MB).
+
+    GPU: torch's peak counter is reset. CPU: the process's resident high-water mark is reset (Linux,
+    ``/proc/self/clear_refs``), so that the peak is the training's, not that of loading and tokenising before it.
+    """
+    if device.type == "cuda":
+        import torch  # a CUDA device means torch is loaded already; monitor/ itself loads without torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _proc_status_mb("VmRSS")
+
+
+def peak_memory_mb(device: Any) -> float:
+    """Peak GPU memory allocated by torch since :func:`start_peak_memory`, or on CPU the process's peak resident
+    memory since then (Linux; elsewhere since the process started), model and libraries included."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = _proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """A memory figure (``VmRSS``, ``VmHWM``) of this process from ``/proc/self/status`` in MB, or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class GpuCollector(Collector):

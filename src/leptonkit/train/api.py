@@ -1,34 +1,38 @@
-"""Python entry points: ``leptonkit.finetune(...)`` and :func:`run_recipe`, which dispatches a recipe by stage.
+"""Python entry points: ``leptonkit.finetune(...)``, ``leptonkit.pretrain(...)`` and :func:`run_recipe`, which
+runs a validated recipe (YAML or built here) with its stage's recipe.
 
-Every stage module exposes ``run(recipe, *, resume=None, registry=None) -> ModelVersion | None`` (``None`` on
-ranks other than 0 under torchrun): classification and NER live in ``recipes/finetune.py``; ``sft`` and
-``pretrain`` in the pretraining engineer's ``recipes/sft.py`` and ``recipes/pretrain.py``.
+Every recipe module exposes ``run(recipe, *, resume=None, registry=None) -> ModelVersion | None`` (``None`` on
+ranks other than 0 under torchrun): classification and NER in ``recipes/finetune.py``, ``sft`` in
+``recipes/sft.py``, ``pretrain`` in ``recipes/pretrain.py``.
 """
 
 from __future__ import annotations
 
 import os
-from importlib import import_module
+from collections.abc import Callable
 from typing import Any
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.store import ModelVersion, Registry
-from leptonkit.train.recipe import Recipe, TrainSettings, validate_recipe
+from leptonkit.train.distributed import init_distributed
+from leptonkit.train.recipe import Recipe, TrainSettings, apply_overrides, validate_recipe
+from leptonkit.train.recipes import finetune as finetune_recipe
+from leptonkit.train.recipes import pretrain as pretrain_recipe
+from leptonkit.train.recipes import sft as sft_recipe
+from leptonkit.train.runs import stderr
 
-STAGE_RUNNERS = {
-    "classification": "leptonkit.train.recipes.finetune",
-    "ner": "leptonkit.train.recipes.finetune",
-    "sft": "leptonkit.train.recipes.sft",
-    "pretrain": "leptonkit.train.recipes.pretrain",
+STAGE_RUNNERS: dict[str, Callable[..., ModelVersion | None]] = {
+    "classification": finetune_recipe.run,
+    "ner": finetune_recipe.run,
+    "sft": sft_recipe.run,
+    "pretrain": pretrain_recipe.run,
 }
 
 
 def run_recipe(recipe: Recipe, *, resume: str | None = None, registry: Registry | None = None) -> ModelVersion | None:
     """Run a validated recipe with its stage's recipe module."""
-    from leptonkit.train.loop import init_distributed
-
     init_distributed()
-    return import_module(STAGE_RUNNERS[recipe.stage]).run(recipe, resume=resume, registry=registry)
+    return STAGE_RUNNERS[recipe.stage](recipe, resume=resume, registry=registry)
 
 
 def build_recipe(
@@ -69,3 +73,46 @@ def finetune(
     """Fine-tune ``base`` on ``data`` for ``task`` and register the result as ``name``; returns the new version."""
     recipe = build_recipe(base=base, data=data, task=task, method=method, name=name, **overrides)
     return run_recipe(recipe, resume=resume, registry=registry)
+
+
+def pretrain(
+    data: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    *,
+    name: str,
+    preset: str = "tiny",
+    base: str | None = None,
+    objective: str = "clm",
+    tokenizer: str | None = None,
+    vocab_size: int = 8192,
+    block_size: int | None = None,
+    run_dir: str | None = None,
+    overrides: list[str] | None = None,
+    resume: str | None = None,
+    registry: Registry | None = None,
+    log: Callable[[str], None] = stderr,
+    **train: Any,
+) -> ModelVersion | None:
+    """``leptonkit.pretrain(...)``: the ``pretrain`` recipe from arguments (``**train``: training keys such as
+    ``max_steps=100, max_minutes=10, lr=1e-3``; ``overrides``: dotted ``KEY=VALUE`` strings), validated and run."""
+    files = [os.fspath(p) for p in (data if isinstance(data, list | tuple) else [data])]
+    if not files:
+        raise InvalidInputError("pretraining needs at least one text file", param="data")
+    recipe = {
+        "stage": "pretrain",
+        "name": name,
+        "base": base,
+        "data": files[0],
+        "method": "full",
+        "run_dir": run_dir,
+        "pretrain": {
+            "objective": objective,
+            "preset": preset,
+            "tokenizer": tokenizer,
+            "vocab_size": vocab_size,
+            "block_size": block_size,
+            "extra_data": files[1:],
+        },
+        "train": {k: v for k, v in train.items() if v is not None},
+    }
+    validated = validate_recipe(apply_overrides(recipe, overrides or []))
+    return pretrain_recipe.run(validated, resume=resume, registry=registry, log=log)

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import threading
 import time
@@ -47,17 +46,26 @@ from typing import Any
 
 import torch
 
-from leptonkit.errors import LeptonkitError, NotFoundError
+from leptonkit.errors import LeptonkitError
 from leptonkit.monitor import resources
+from leptonkit.train.checkpoint import (
+    BEST,
+    CHECKPOINTS,
+    Progress,
+    latest_checkpoint,
+    load_checkpoint,
+    load_trainable,
+    prune,
+    rng_state,
+    save_checkpoint,
+    step_folder,
+)
+from leptonkit.train.distributed import barrier, is_main, pick_device, world_size, wrap
+from leptonkit.train.progress import ProgressDisplay
 from leptonkit.train.recipe import TrainSettings
 from leptonkit.versions import cpu_supports_bf16
 
-CHECKPOINTS = "checkpoints"
-BEST = "best"
 METRIC_LOG = "metrics.jsonl"
-TRAINABLE_FILE = "trainable.safetensors"
-STATE_FILE = "state.pt"
-PROGRESS_FILE = "progress.json"
 
 Evaluate = Callable[[torch.nn.Module], dict[str, float]]
 ComputeLoss = Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]
@@ -76,20 +84,6 @@ class TrainingInterrupted(LeptonkitError):
 
 
 @dataclass
-class Progress:
-    """Where a run is: saved in every checkpoint as ``progress.json``."""
-
-    step: int = 0  # optimiser steps done
-    epoch: int = 0
-    batch_in_epoch: int = 0  # micro-batches of ``epoch`` already consumed
-    samples: int = 0  # training examples seen (this rank)
-    train_seconds: float = 0.0
-    best_metric: float | None = None
-    best_step: int | None = None
-    bad_evals: int = 0
-
-
-@dataclass
 class LoopResult:
     status: str  # completed | early_stopped | max_steps | time_limit
     progress: Progress
@@ -105,38 +99,6 @@ class LoopResult:
 
 
 # ---------------------------------------------------------------------------------------------- environment
-def rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-
-
-def world_size() -> int:
-    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-
-
-def is_main() -> bool:
-    return rank() == 0
-
-
-def _barrier() -> None:
-    if world_size() > 1:
-        torch.distributed.barrier()
-
-
-def init_distributed() -> None:
-    """Join the process group torchrun set up (``WORLD_SIZE`` > 1): gloo on CPU, NCCL on GPUs."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
 def resolve_precision(setting: str, device: torch.device) -> str:
     """``auto`` -> bf16 where the hardware has it, fp16 on older GPUs, else fp32."""
     if setting != "auto":
@@ -185,102 +147,6 @@ def default_loss(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return model(**batch).loss
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Trainable tensors by name, one name per storage (tied weights are saved once)."""
-    seen: set[int] = set()
-    out = {}
-    for name, param in _unwrap(model).named_parameters():
-        if param.requires_grad and param.data_ptr() not in seen:
-            seen.add(param.data_ptr())
-            out[name] = param.detach().cpu().contiguous()
-    return out
-
-
-def load_trainable(model: torch.nn.Module, folder: Path) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(folder / TRAINABLE_FILE))
-    named = dict(_unwrap(model).named_parameters())
-    missing = [k for k in tensors if k not in named]
-    if missing:
-        raise LeptonkitError(
-            f"checkpoint {folder} does not match the model (unknown tensor {missing[0]!r})",
-            hint="resume with the same recipe (base, method, task) that wrote it",
-        )
-    with torch.no_grad():
-        for key, value in tensors.items():
-            named[key].copy_(value)
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    with contextlib.suppress(ImportError):
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        import numpy as np
-
-        np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> Path:
-    """Write a folder under a temporary name, then rename it into place."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-    return target
-
-
-def save_checkpoint(
-    folder: Path, model: torch.nn.Module, progress: Progress, training: dict[str, Any], rng: dict[str, Any]
-) -> Path:
-    """Weights, optimiser/scheduler/scaler and RNG state, and the data position, into ``folder`` (atomically)."""
-    from safetensors.torch import save_file
-
-    def write(tmp: Path) -> None:
-        save_file(trainable_state(model), str(tmp / TRAINABLE_FILE))
-        torch.save({k: v.state_dict() for k, v in training.items() if v is not None} | {"rng": rng}, tmp / STATE_FILE)
-        (tmp / PROGRESS_FILE).write_text(json.dumps(progress.__dict__, indent=2))
-
-    return _write_atomically(folder, write)
-
-
-def latest_checkpoint(path: Path) -> Path:
-    """``path`` itself when it is a checkpoint, else the newest checkpoint of the run folder ``path``."""
-    if (path / PROGRESS_FILE).is_file():
-        return path
-    candidates = sorted((path / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    if not candidates:
-        raise NotFoundError(f"no checkpoint in {path}", hint="give a run folder or one of its checkpoints/step-N")
-    return candidates[-1]
-
-
-def _prune(run_dir: Path, keep: int) -> None:
-    folders = sorted((run_dir / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    for old in folders[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------------------------- logging
 class RunLog:
     """JSON lines and TensorBoard scalars in the run folder; a no-op on ranks other than 0."""
@@ -307,23 +173,6 @@ class RunLog:
         if self.enabled:
             self.jsonl.close()
             self.writer.close()
-
-
-def _progress_bar(total: int) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=True,
-        disable=not (is_main() and console.is_terminal),
-    )
 
 
 # ---------------------------------------------------------------------------------------------- the loop
@@ -363,10 +212,7 @@ def train_loop(
     seed_everything(settings.seed)
     model.to(device)
     raw_model = model
-    if world_size() > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    model = wrap(model, device)
 
     batches_per_epoch = len(train_loader)
     steps = total_steps(settings, batches_per_epoch)
@@ -383,14 +229,7 @@ def train_loop(
     mode = stopping.mode if stopping and stopping.metric else primary_mode
     progress = Progress()
     if resume is not None:
-        checkpoint = latest_checkpoint(Path(resume))
-        load_trainable(raw_model, checkpoint)
-        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
-        for key, obj in training.items():
-            if obj is not None and key in state:
-                obj.load_state_dict(state[key])
-        progress = Progress(**json.loads((checkpoint / PROGRESS_FILE).read_text()))
-        _set_rng_state(state["rng"])
+        progress = load_checkpoint(latest_checkpoint(Path(resume)), raw_model, training)
 
     log = RunLog(run_dir)
     history: list[dict[str, Any]] = []
@@ -401,14 +240,19 @@ def train_loop(
     session_start = time.monotonic()
     overhead = {"seconds": 0.0}  # evaluation and checkpoint time, left out of the throughput
     seen_at_start = progress.samples
-    memory_at_start = _start_peak_memory(device)
+    memory_at_start = resources.start_peak_memory(device)
 
     boundary: dict[str, Any] = {}
+
+    def samples_per_second() -> float:
+        """Training examples per second of this session, evaluation and checkpoint time left out."""
+        seconds = time.monotonic() - session_start - overhead["seconds"]
+        return (progress.samples - seen_at_start) / max(seconds, 1e-9)
 
     def mark_boundary() -> None:
         """Remember the state after an optimiser step: checkpoints always resume from a step boundary."""
         boundary["progress"] = replace(progress)
-        boundary["rng"] = _rng_state()
+        boundary["rng"] = rng_state()
 
     def checkpoint_now() -> Path | None:
         nonlocal last_checkpoint
@@ -420,10 +264,10 @@ def train_loop(
         saved.train_seconds = began - started
         if is_main():
             last_checkpoint = save_checkpoint(
-                run_dir / CHECKPOINTS / f"step-{saved.step}", raw_model, saved, training, boundary["rng"]
+                step_folder(run_dir, saved.step), raw_model, saved, training, boundary["rng"]
             )
-            _prune(run_dir, settings.keep_checkpoints)
-        _barrier()
+            prune(run_dir, settings.keep_checkpoints)
+        barrier()
         overhead["seconds"] += time.monotonic() - began
         return last_checkpoint
 
@@ -445,8 +289,8 @@ def train_loop(
         if _improved(values[metric], progress.best_metric, mode):
             progress.best_metric, progress.best_step, progress.bad_evals = values[metric], progress.step, 0
             if is_main():
-                save_checkpoint(run_dir / BEST, raw_model, progress, {}, _rng_state())
-            _barrier()
+                save_checkpoint(run_dir / BEST, raw_model, progress, {}, rng_state())
+            barrier()
             return False
         progress.bad_evals += 1
         return stopping is not None and progress.bad_evals >= stopping.patience
@@ -455,11 +299,10 @@ def train_loop(
     mark_boundary()
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    bar = _progress_bar(steps)
+    display = ProgressDisplay(steps, done=progress.step, every=settings.log_every, enabled=is_main())
     ctrl_c = _GracefulInterrupt()
     try:
-        with bar:
-            task = bar.add_task("train", total=steps, completed=progress.step, info="")
+        with display:
             while progress.step < steps and status == "completed":
                 for batch in _epoch_batches(train_loader, sampler, progress):
                     batch = _move(batch, device)
@@ -507,7 +350,12 @@ def train_loop(
                     optimizer.zero_grad(set_to_none=True)
                     progress.step += 1
                     mark_boundary()
-                    bar.update(task, completed=progress.step, info=f"loss {loss.item():.4f}")
+                    display.update(
+                        progress.step,
+                        loss=loss.item(),
+                        lr=scheduler.get_last_lr()[0],
+                        samples_per_second=samples_per_second(),
+                    )
                     if progress.step % settings.log_every == 0 or progress.step == steps:
                         epoch = progress.epoch + progress.batch_in_epoch / batches_per_epoch
                         log.log(
@@ -551,17 +399,16 @@ def train_loop(
     log.close()
     best_dir = run_dir / BEST if progress.best_step is not None else None
     if best_dir is not None:
-        _barrier()
+        barrier()
         load_trainable(raw_model, best_dir)
-    session_seconds = time.monotonic() - session_start - overhead["seconds"]
     return LoopResult(
         status=status,
         progress=progress,
         history=history,
         best_dir=best_dir,
         last_checkpoint=last_checkpoint,
-        samples_per_second=(progress.samples - seen_at_start) / max(session_seconds, 1e-9),
-        peak_memory_mb=_peak_memory_mb(device),
+        samples_per_second=samples_per_second(),
+        peak_memory_mb=resources.peak_memory_mb(device),
         memory_at_start_mb=memory_at_start,
         precision=precision,
     )
@@ -586,44 +433,6 @@ class _GracefulInterrupt:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
             self.previous = None
-
-
-def _start_peak_memory(device: torch.device) -> float | None:
-    """Start measuring the loop's peak memory and return what is in use now (MB).
-
-    GPU: torch's peak counter is reset. CPU: the process's resident high-water mark is reset (Linux,
-    ``/proc/self/clear_refs``), so that the peak is the training's, not that of loading and tokenising before it.
-    """
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device) / 2**20
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-    return _proc_status_mb("VmRSS")
-
-
-def _proc_status_mb(key: str) -> float | None:
-    """A memory figure (``VmRSS``, ``VmHWM``) of this process from ``/proc/self/status`` in MB, or None."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    """Peak GPU memory allocated by torch since the loop started, or on CPU the process's peak resident memory
-    since then (Linux; elsewhere since the process started), model and libraries included."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = _proc_status_mb("VmHWM")
-    if peak is not None:
-        return peak
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def history_step(history: list[dict[str, Any]]) -> int | None:

@@ -82,7 +82,7 @@ def feature_loader(
 ) -> DataLoader:
     """A shuffled loader whose sampler can start mid-epoch (exact resume) and shards across ranks (torchrun)."""
     from leptonkit.train.batching import LengthGroupedBatchSampler
-    from leptonkit.train.loop import rank, world_size
+    from leptonkit.train.distributed import rank, world_size
 
     sampler = LengthGroupedBatchSampler(
         [len(f["input_ids"]) for f in features], batch_size, seed=seed, rank=rank(), world_size=world_size()

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from leptonkit.config import home
-from leptonkit.train.loop import PROGRESS_FILE, LoopResult, train_loop
+from leptonkit.train.checkpoint import PROGRESS_FILE
+from leptonkit.train.loop import LoopResult, train_loop
 from leptonkit.train.recipe import Recipe
 
 

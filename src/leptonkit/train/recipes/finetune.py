@@ -23,9 +23,10 @@ from leptonkit.registry.store import ModelVersion, Registry
 from leptonkit.train import datasets
 from leptonkit.train.adversarial import EmbeddingAttack
 from leptonkit.train.batching import LengthGroupedBatchSampler
+from leptonkit.train.distributed import is_main, rank, world_size
 from leptonkit.train.evaluate import PRIMARY_METRIC, evaluate_records
 from leptonkit.train.features import IGNORE, encode_classification, encode_ner
-from leptonkit.train.loop import LoopResult, is_main, rank, train_loop, world_size
+from leptonkit.train.loop import LoopResult, train_loop
 from leptonkit.train.methods import apply_method, trainable_parameters
 from leptonkit.train.recipe import Recipe
 from leptonkit.train.runs import run_directory

@@ -9,7 +9,6 @@ Masked LM (``objective: mlm``): continue an encoder ``base`` (e.g. ``builtin:min
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry import ModelVersion, Registry
 from leptonkit.train.corpus import hold_out_tail, load_documents
-from leptonkit.train.loop import is_main
+from leptonkit.train.distributed import is_main
 from leptonkit.train.methods import trainable_parameters
 from leptonkit.train.packing import block_features, feature_loader, pack_documents
 from leptonkit.train.recipe import Recipe
@@ -211,47 +210,3 @@ def _mlm_data(tokenizer, model, train_docs, valid_docs, block_size, settings, lo
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
     return framed(train_docs, "train"), collate, evaluate
-
-
-def pretrain(
-    data: str | os.PathLike[str] | list[str | os.PathLike[str]],
-    *,
-    name: str,
-    preset: str = "tiny",
-    base: str | None = None,
-    objective: str = "clm",
-    tokenizer: str | None = None,
-    vocab_size: int = 8192,
-    block_size: int | None = None,
-    run_dir: str | None = None,
-    overrides: list[str] | None = None,
-    resume: str | None = None,
-    registry: Registry | None = None,
-    log: Callable[[str], None] = stderr,
-    **train: Any,
-) -> ModelVersion | None:
-    """``leptonkit.pretrain(...)``: the ``pretrain`` recipe from arguments (``**train``: training keys such as
-    ``max_steps=100, max_minutes=10, lr=1e-3``; ``overrides``: dotted ``KEY=VALUE`` strings), validated and run."""
-    from leptonkit.train.recipe import apply_overrides, validate_recipe
-
-    files = [os.fspath(p) for p in (data if isinstance(data, list | tuple) else [data])]
-    if not files:
-        raise InvalidInputError("pretraining needs at least one text file", param="data")
-    recipe = {
-        "stage": "pretrain",
-        "name": name,
-        "base": base,
-        "data": files[0],
-        "method": "full",
-        "run_dir": run_dir,
-        "pretrain": {
-            "objective": objective,
-            "preset": preset,
-            "tokenizer": tokenizer,
-            "vocab_size": vocab_size,
-            "block_size": block_size,
-            "extra_data": files[1:],
-        },
-        "train": {k: v for k, v in train.items() if v is not None},
-    }
-    return run(validate_recipe(apply_overrides(recipe, overrides or [])), resume=resume, registry=registry, log=log)

@@ -20,7 +20,7 @@ import torch
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry import ModelVersion, Registry
 from leptonkit.registry.artifacts import folder_kind
-from leptonkit.train.loop import is_main
+from leptonkit.train.distributed import is_main
 from leptonkit.train.methods import apply_method, trainable_parameters
 from leptonkit.train.packing import IGNORE_INDEX, block_features, feature_loader, pack_examples
 from leptonkit.train.recipe import Recipe
