@@ -31,8 +31,9 @@ import torch
 
 from leptonkit.errors import LeptonkitError
 from leptonkit.privacy.evaluate import PARTS, PATTERN_TYPES, TYPE_MAP, evaluate, load_spans_file, split_records
-from leptonkit.privacy.pii import PiiDetector, PiiSpan, find_pii_model
+from leptonkit.privacy.pii import PiiDetector, PiiSpan
 from leptonkit.registry import Registry
+from leptonkit.registry.pii import find_pii_model, pii_detector
 from results_io import SHARED, machine, write_result
 
 DEFAULT_FILE = SHARED / "pii" / "synth_dataset_v2.json"
@@ -146,7 +147,7 @@ def main() -> None:
         result["model"] = model_info(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            detector = PiiDetector(model)
+            detector = pii_detector(model)
         detector.detect("warm up the model")
         result["with_model"] = evaluate(records, detector)
         result["targets"] = targets(result["with_model"])

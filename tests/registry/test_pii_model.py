@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from leptonkit.data import prepare
-from leptonkit.privacy.pii import PiiDetector, find_pii_model
+from leptonkit.registry.pii import find_pii_model, pii_detector
 from tests.conftest import tiny_bert_config
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
@@ -40,7 +40,7 @@ def tiny_pii_model(registry, tmp_path) -> str:
 
 def test_the_pii_alias_is_found_and_model_entities_become_person_spans(tiny_pii_model, registry):
     assert find_pii_model(registry) == tiny_pii_model
-    detector = PiiDetector(registry=registry)
+    detector = pii_detector(registry=registry)
     assert detector.names_detected
     text = "Ann wrote to bob@example.org"
     spans = detector.detect(text)
@@ -65,3 +65,9 @@ def test_prepare_uses_the_alias_by_default_and_keeps_ner_alignment(tiny_pii_mode
     record = json.loads((tmp_path / "out" / "train.jsonl").read_text())
     # one span over all three tokens: one [PERSON] token carrying the first token's tag
     assert record == {"tokens": ["[PERSON]"], "tags": ["B-PER"]}
+
+
+def test_without_a_model_names_are_not_detected_and_a_warning_says_so(home):
+    with pytest.warns(UserWarning, match="names, places and organisations are not detected"):
+        detector = pii_detector()
+    assert not detector.names_detected and detector.model_ref is None and find_pii_model() is None

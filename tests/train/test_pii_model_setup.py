@@ -1,4 +1,4 @@
-"""``pii-setup`` end to end on a slice of the real CoNLL-2003 files, with a tiny encoder as the base so the
+"""``pii-setup`` end to end on the CoNLL-2003 sample in tests/samples, with a tiny encoder as the base so the
 fine-tuning run takes seconds: the result is registered as an NER model, aliased @pii and found by the detector."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import pytest
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.privacy.pii import PiiDetector, find_pii_model
+from leptonkit.registry.pii import find_pii_model, pii_detector
 from leptonkit.train.pii_model import conll_inputs, setup_pii_model
-from tests.conftest import shared_data, tiny_bert_config
+from tests.conftest import sample, tiny_bert_config
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def tiny_base(tmp_path) -> str:
 
 
 def test_pii_setup_trains_registers_and_aliases_the_ner_model(registry, tiny_base, tmp_path):
-    conll = shared_data("conll2003")
+    conll = sample("conll2003")
     version = setup_pii_model(
         conll,
         base=tiny_base,
@@ -46,7 +46,7 @@ def test_pii_setup_trains_registers_and_aliases_the_ner_model(registry, tiny_bas
     assert {"B-PER", "B-LOC", "B-ORG"} <= set(labels)
     prepared = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
     assert prepared["pii"]["mode"] == "off" and prepared["rows"]["in"] == 180  # 60 sentences of each file
-    assert PiiDetector(registry=registry).names_detected
+    assert pii_detector(registry=registry).names_detected
 
 
 def test_pii_setup_without_data_says_how_to_give_it(monkeypatch, tmp_path):

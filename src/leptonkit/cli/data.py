@@ -117,12 +117,13 @@ def redact(
     pii_key: str | None = typer.Option(None, "--pii-key", help="Key of the pseudonyms."),
 ) -> None:
     """Redact PII in text read from stdin and write it to stdout, line by line (for shell pipelines)."""
-    from leptonkit.privacy.pii import PiiDetector, check_mode
+    from leptonkit.privacy.pii import check_mode
+    from leptonkit.registry.pii import pii_detector
 
     check_mode(mode)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        detector = PiiDetector(_model_arg(pii_model), key=pii_key)
+        detector = pii_detector(_model_arg(pii_model), key=pii_key)
     for warning in caught:
         _warn(str(warning.message))
     batch: list[str] = []
@@ -149,11 +150,11 @@ def pii_eval(
 ) -> None:
     """Score the PII detector: precision, recall, F1 and character-level recall per type and overall."""
     from leptonkit.privacy.evaluate import evaluate, load_spans_file
-    from leptonkit.privacy.pii import PiiDetector
+    from leptonkit.registry.pii import pii_detector
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        detector = PiiDetector(_model_arg(pii_model))
+        detector = pii_detector(_model_arg(pii_model))
     for warning in caught:
         _warn(str(warning.message))
     records = load_spans_file(file)

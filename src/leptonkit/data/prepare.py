@@ -88,9 +88,9 @@ def prepare(
         warnings.simplefilter("always")
         detector = None
         if pii != "off":
-            from leptonkit.privacy.pii import PiiDetector
+            from leptonkit.registry.pii import pii_detector
 
-            detector = PiiDetector(pii_model, key=pii_key)
+            detector = pii_detector(pii_model, key=pii_key)
     target = Path(out).expanduser()
     staging = _staging(target, overwrite)
     stats = manifest_io.Stats()

@@ -1,5 +1,6 @@
-"""Privacy helpers shared by every stage: PII detection and de-identification."""
+"""Privacy helpers shared by every stage: PII detection and de-identification (the registry's NER model for names
+is wrapped by :mod:`leptonkit.registry.pii`)."""
 
-from leptonkit.privacy.pii import PiiDetector, PiiSpan, Pseudonymizer, redact
+from leptonkit.privacy.pii import EntityModel, PiiDetector, PiiSpan, Pseudonymizer
 
-__all__ = ["PiiDetector", "PiiSpan", "Pseudonymizer", "redact"]
+__all__ = ["EntityModel", "PiiDetector", "PiiSpan", "Pseudonymizer"]

@@ -1,9 +1,11 @@
 """Detect and de-identify PII in text: patterns and gazetteers for structured values, an NER model for names.
 
 One detector serves three callers: ``data prepare`` (training data), request logging and the serving safety filter.
-``PiiDetector().redact("mail me at a@b.io")`` -> ``"mail me at [EMAIL]"``. Names, places and organisations need an NER
-model from the registry (``model=REF``; by default the version aliased ``@pii``, which ``leptonkit data pii-setup``
-builds); without one only the pattern and gazetteer types are found and :attr:`PiiDetector.names_detected` is false.
+``PiiDetector(None).redact("mail me at a@b.io")`` -> ``"mail me at [EMAIL]"``. Names, places and organisations need
+an NER model (an :class:`EntityModel`); without one only the pattern and gazetteer types are found and
+:attr:`PiiDetector.names_detected` is false. This module is a foundation and knows no registry: the registry's NER
+model (by default the version aliased ``@pii``, which ``leptonkit data pii-setup`` builds) is found and wrapped by
+:func:`leptonkit.registry.pii.pii_detector`.
 """
 
 from __future__ import annotations
@@ -12,16 +14,14 @@ import hashlib
 import hmac
 import re
 import secrets
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.privacy.recognizers import PII_TYPES, RECOGNIZERS
 
-AUTO = "auto"
 PII_ALIAS = "pii"
 MODES = ("mask", "pseudonymize")
 NO_MODEL_WARNING = (
@@ -43,6 +43,15 @@ MODEL_TYPES = {
 MODEL_WEIGHT = 0.75
 # Texts longer than this are split at whitespace for the NER model, whose input is truncated at 512 tokens.
 MODEL_CHUNK_CHARS = 1200
+
+
+class EntityModel(Protocol):
+    """An NER model as the detector uses it: ``ref`` names it; called on texts, it returns each text's entities as
+    ``{"type", "start", "end", "score"}`` dicts with character offsets (``leptonkit.inference.extract_entities``)."""
+
+    ref: str
+
+    def __call__(self, texts: list[str]) -> list[list[dict]]: ...
 
 
 @dataclass(frozen=True)
@@ -148,10 +157,10 @@ _STREET_SCORE = 0.5
 def merge_addresses(text: str, spans: list[PiiSpan]) -> list[PiiSpan]:
     """Join an address with the town, region, country and postcode that follow it into one ADDRESS span.
 
-    ``24 Clarke Avenue\nLondon, UK 75419`` is one address, not an address, a place and a number: masked as one,
+    ``31 Orchard Row\nYork, UK 55120`` is one address, not an address, a place and a number: masked as one,
     nothing between the parts (the town name) is left in clear. Only parts that follow an address are joined. A
     name the NER model read as a person or organisation is joined too when it sits between a street and a later
-    part of the same address (``Koskikatu 25\nArtilleros\n, CO\n Uruguay 64677``: the town, not a company).
+    part of the same address (``Hämeenkatu 9\nNokia\n, PI\n Latvia 33100``: the town, not the company).
     """
     merged: list[PiiSpan] = []
     for i, span in enumerate(spans):
@@ -184,8 +193,8 @@ def _address_part_follows(text: str, spans: list[PiiSpan], i: int) -> bool:
     return False
 
 
-# A street written name first, house number last, after a building number: ``20789 Allika 46``, ``450 Præstevænget
-# 15,``. The NER model finds the name (as a place, person or organisation); the numbers around it make it a street.
+# A street written name first, house number last, after a building number: ``3871 Rüütli 17``, ``38 Egevænget
+# 4,``. The NER model finds the name (as a place, person or organisation); the numbers around it make it a street.
 _BUILDING_BEFORE = re.compile(r"(?<![\w.,:/-])\d{1,6}[A-Za-z]?\s+$")
 _HOUSE_AFTER = re.compile(r"^\s+\d{1,4}[A-Za-z]?\.?(?![\w.,:/-]|[.,:/-]\d)")
 
@@ -202,13 +211,13 @@ def model_streets(text: str, model_spans: Sequence[PiiSpan]) -> list[PiiSpan]:
             o is not span and before.start() - 2 <= o.end <= before.start() and "\n" not in text[o.end : before.start()]
             for o in model_spans
         ):
-            continue  # a name just before the number: a score or a list ("Arsenal 2 Chelsea 1"), not a street
+            continue  # a name just before the number: a score or a list ("Arsenal 2 Fulham 1"), not a street
         end = span.end + after.end()
         out.append(PiiSpan(before.start(), end, "ADDRESS", text[before.start() : end], 0.8, "model"))
     return out
 
 
-# What may separate two pieces of one name on a line: "Faina D. Yefremova" can come out as Faina / D / Yefremova.
+# What may separate two pieces of one name on a line: "Ruth K. Oyelaran" can come out as Ruth / K / Oyelaran.
 _NAME_GAP = re.compile(r"[ .'-]{1,3}")
 
 
@@ -284,29 +293,25 @@ class Pseudonymizer:
 class PiiDetector:
     """Find PII spans in text and mask or pseudonymize them.
 
-    ``model``: a registry reference or folder of an NER model for PERSON/LOCATION/ORGANIZATION, ``"auto"`` for
-    the version aliased ``@pii`` when one exists, or ``None`` for patterns and gazetteers only.
+    ``model``: an :class:`EntityModel` for PERSON/LOCATION/ORGANIZATION, or ``None`` for patterns and gazetteers
+    only (:func:`leptonkit.registry.pii.pii_detector` gives a detector with a registry model, ``@pii`` by default).
     """
 
     def __init__(
         self,
-        model: str | None = AUTO,
+        model: EntityModel | None = None,
         *,
         types: Sequence[str] | None = None,
         key: str | bytes | None = None,
-        registry: Any = None,
     ) -> None:
         unknown = sorted(set(types or ()) - set(PII_TYPES))
         if unknown:
             raise InvalidInputError(f"unknown PII type(s) {', '.join(unknown)}", hint=f"known: {', '.join(PII_TYPES)}")
         self.types = frozenset(types or PII_TYPES)
-        self._registry = registry
-        self.model_ref = find_pii_model(registry) if model == AUTO else model
-        self._loaded: Any = None
+        self.model = model
+        self.model_ref = model.ref if model is not None else None
         self._key = key
         self._pseudonymizer: Pseudonymizer | None = None
-        if model == AUTO and self.model_ref is None:
-            warnings.warn(NO_MODEL_WARNING, stacklevel=2)
 
     @property
     def names_detected(self) -> bool:
@@ -325,27 +330,21 @@ class PiiDetector:
     def detect_batch(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
         """Spans for many texts; the NER model (if any) runs batched over all of them at once."""
         found = [_pattern_spans(text, self.types) for text in texts]
-        if self.model_ref is not None and self.types & {"PERSON", "LOCATION", "ORGANIZATION"}:
-            for text, spans, model_spans in zip(texts, found, self._model_spans(texts), strict=True):
+        if self.model is not None and self.types & {"PERSON", "LOCATION", "ORGANIZATION"}:
+            for text, spans, model_spans in zip(texts, found, self._model_spans(self.model, texts), strict=True):
                 spans.extend(model_spans)
                 if "ADDRESS" in self.types:
                     spans.extend(model_streets(text, model_spans))
         return [merge_addresses(text, resolve_overlaps(spans)) for text, spans in zip(texts, found, strict=True)]
 
-    def _model_spans(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
-        from leptonkit.inference import extract_entities
-
-        if self._loaded is None:
-            from leptonkit.registry.loading import load_model
-
-            self._loaded = load_model(self.model_ref, task="ner", registry=self._registry)
+    def _model_spans(self, model: EntityModel, texts: Sequence[str]) -> list[list[PiiSpan]]:
         pieces = [
             (i, offset, piece) for i, text in enumerate(texts) for offset, piece in _chunks(text) if piece.strip()
         ]
         results: list[list[PiiSpan]] = [[] for _ in texts]
         if not pieces:
             return results
-        entities = extract_entities(self._loaded, [piece for _, _, piece in pieces])
+        entities = model([piece for _, _, piece in pieces])
         for (i, offset, _), found in zip(pieces, entities, strict=True):
             for ent in found:
                 pii_type = MODEL_TYPES.get(ent["type"].upper())
@@ -383,30 +382,3 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise InvalidInputError(f"unknown redaction mode {mode!r}", hint=f"use one of: {', '.join(MODES)}")
     return mode
-
-
-def find_pii_model(registry: Any = None) -> str | None:
-    """The ``NAME@pii`` reference of the version aliased ``@pii``, or ``None`` when there is none."""
-    from leptonkit.config import home
-    from leptonkit.registry import Registry
-
-    if registry is None:
-        if not (home() / "registry.db").is_file():
-            return None
-        registry = Registry()
-    hits = [v for v in registry.list() if PII_ALIAS in v.aliases]
-    newest = max(hits, key=lambda v: (v.created_at, v.name), default=None)  # several names aliased: the latest
-    return f"{newest.name}@{PII_ALIAS}" if newest else None
-
-
-@cache
-def default_detector() -> PiiDetector:
-    """A process-wide detector (patterns + the ``@pii`` model when present), for one-call redaction."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return PiiDetector()
-
-
-def redact(text: str, mode: str = "mask") -> str:
-    """Redact one string with the default detector: ``redact("call 555-123-4567")`` -> ``"call [PHONE]"``."""
-    return default_detector().redact(text, mode)

@@ -101,7 +101,7 @@ def ssn_ok(value: str) -> bool:
 
 
 def phone_ok(value: str) -> bool:
-    """7-15 digits (E.164's maximum), and not shaped like a date (``2000-04-16``) or a decimal number."""
+    """7-15 digits (E.164's maximum), and not shaped like a date (``2019-11-03``) or a decimal number."""
     number = re.split(r"\s*(?:x|ext\.?)\s*\d+$", value)[0]
     digits = sum(c.isdigit() for c in number)
     if not 7 <= digits <= 15:
@@ -128,8 +128,8 @@ def _street_words() -> str:
 
 _STREET = _street_words()
 _UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm|(?:P\.?\s?O\.?\s+)?Box|PSC)\.?\s*#?\d+[A-Za-z]?"
-# Street forms of other languages: a leading street word (Via Roma 12), a compound ending in a street word
-# (Koskikatu 25, Søndergade 52), or a trailing one (Király u. 15.), each with an optional house number first.
+# Street forms of other languages: a leading street word (Via Solferino 3), a compound ending in a street word
+# (Hämeenkatu 9, Vesterbrogade 41), or a trailing one (Petőfi u. 8.), each with an optional house number first.
 _STREET_FIRST = (
     r"(?:Via|Viale|Corso|Piazza|Largo|Rua|Rue|Calle|Avenida|Av\.|Praça|Travessa|Strada|Ulica|ul\.|Carrer|Paseo)"
 )
@@ -150,6 +150,17 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
         "URL",
         re.compile(r"(?<![\w@])(?P<pii>(?:https?://|www\.)[^\s<>\"'()\[\]]+?)(?=[.,;:!?)\]]*(?:\s|$|[<>\"']))", re.I),
         0.9,
+    ),
+    # A bare domain name ("docs on kivi-group.info"): labels and a common top-level domain; words such as "in",
+    # "it", "is" or "no", which are top-level domains too, are left out of the list, so "see config.in" is no domain.
+    Recognizer(
+        "URL",
+        re.compile(
+            r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+            r"(?:com|org|net|info|biz|io|co|edu|gov|dev|app|ai|us|uk|de|fr|es|nl|eu|ca|au|ch|se|dk|fi|pl|jp|br)"
+            r"(?![\w-]|\.\w)"
+        ),
+        0.6,
     ),
     Recognizer("CREDIT_CARD", re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])"), 1.0, card_ok),
     Recognizer(
@@ -198,7 +209,7 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
         0.8,
     ),
     Recognizer("ADDRESS", re.compile(rf"(?<!\w){_UNIT}(?:,?\s+{_UNIT})*(?!\w)"), 0.8),
-    # US military post: "PSC 0413, Box 8144\nAPO AA 42323"
+    # US military post: "PSC 2291, Box 310\nAPO AE 09512"
     Recognizer("ADDRESS", re.compile(r"(?<!\w)(?:APO|FPO|DPO)\s+(?:AA|AE|AP)\s+\d{5}(?:-\d{4})?(?!\w)"), 0.8),
     Recognizer(
         "ADDRESS",

@@ -132,11 +132,11 @@ class PiiSwapper:
     """
 
     def __init__(self, seed: int = 0) -> None:
-        from leptonkit.privacy.pii import PiiDetector
+        from leptonkit.registry.pii import pii_detector
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.detector = PiiDetector(key=f"leptonkit-perturb-{seed}")
+            self.detector = pii_detector(key=f"leptonkit-perturb-{seed}")
 
     def texts(self, texts: list[str]) -> list[str]:
         return self.detector.redact_batch(texts, mode="pseudonymize")

@@ -28,6 +28,8 @@ CONTENT_FILTER = "content_filter"
 class ContentFilterError(InvalidInputError):
     """A request whose input the safety policy refuses (400, ``code: content_filter``)."""
 
+    code = CONTENT_FILTER
+
 
 class SafetyPolicy:
     """Built once per server from ``ServeConfig``; :attr:`active` is false when nothing is configured."""
@@ -69,10 +71,10 @@ class SafetyPolicy:
                     hint=f"its labels: {', '.join(classifier.labels)}; set --safety-unsafe-label",
                 )
         if config.safety_redact_pii:
-            from leptonkit.privacy.pii import PiiDetector
             from leptonkit.registry import Registry
+            from leptonkit.registry.pii import pii_detector
 
-            detector = PiiDetector(registry=Registry(config.home) if config.home else None)
+            detector = pii_detector(registry=Registry(config.home) if config.home else None)
         return cls(
             redact_pii=config.safety_redact_pii,
             blocklist=config.safety_blocklist,
