@@ -16,13 +16,20 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "tests" / "samples"
 LEPTONKIT = [sys.executable, "-m", "leptonkit.cli.main"]
 
 
+def sample(*parts: str) -> Path:
+    """A data file shipped under ``tests/samples`` (see its README for sources and licenses)."""
+    path = SAMPLES.joinpath(*parts)
+    assert path.exists(), f"test sample missing: {path}"
+    return path
+
+
 def shared_data(*parts: str) -> Path:
-    """A file under ../shared/data, or a skip that names what is missing."""
-    path = SHARED_DATA.joinpath(*parts)
+    """Deprecated: a file under ../shared/data, or a skip. Goes once tests/privacy reads samples instead."""
+    path = REPO.parent.joinpath("shared", "data", *parts)
     if not path.exists():
         pytest.skip(f"shared data set missing: {path}")
     return path

@@ -1,4 +1,5 @@
-"""``prepare`` on the real shared data sets and on small files written here: readers, cleaning, dedup, splits."""
+"""``prepare`` on samples of real data sets (``tests/samples``) and on small files written here: readers, cleaning,
+dedup, splits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from leptonkit.data import prepare, read_manifest
 from leptonkit.errors import InvalidInputError
-from tests.conftest import shared_data
+from tests.conftest import sample
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -22,20 +23,24 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def data_rows(path: Path) -> int:
+    """Rows of a tsv file with a header line."""
+    return len(path.read_text(encoding="utf-8").splitlines()) - 1
+
+
 @pytest.fixture(scope="module")
-def sst2_slice(tmp_path_factory) -> tuple[Path, Path]:
-    """The first 3,000 rows of SST-2 train (header kept) and all of dev."""
-    folder = tmp_path_factory.mktemp("sst2")
-    lines = shared_data("sst2", "train.tsv").read_text(encoding="utf-8").splitlines()[:3001]
-    return write_lines(folder / "train.tsv", lines), shared_data("sst2", "dev.tsv")
+def sst2_slice() -> tuple[Path, Path]:
+    """The SST-2 sample: the first 1,000 rows of train and 300 of dev."""
+    return sample("sst2", "train.tsv"), sample("sst2", "dev.tsv")
 
 
 def test_sst2_given_splits_keep_their_rows_and_count_every_drop(sst2_slice, tmp_path):
     train, dev = sst2_slice
     manifest = prepare([dev, train], task="classification", out=tmp_path / "out", text_col="sentence", pii="off")
     assert set(manifest["splits"]) == {"train", "valid"}
-    assert manifest["splits"]["valid"]["rows"] + manifest["steps"]["dedup"]["dropped"].get("leakage", 0) <= 872
-    assert manifest["rows"]["in"] == 3000 + 872
+    valid_in = data_rows(dev)
+    assert manifest["splits"]["valid"]["rows"] + manifest["steps"]["dedup"]["dropped"].get("leakage", 0) <= valid_in
+    assert manifest["rows"]["in"] == data_rows(train) + valid_in
     assert manifest["rows"]["in"] - manifest["rows"]["out"] == sum(manifest["dropped"].values())
     records = read_jsonl(tmp_path / "out" / "train.jsonl")
     assert len(records) == manifest["splits"]["train"]["rows"]
@@ -93,15 +98,19 @@ def test_generated_splits_are_stratified_and_deterministic(sst2_slice, tmp_path)
 
 
 def test_conll_valid_reads_sentences_skips_docstart_and_keeps_iob2(tmp_path):
-    manifest = prepare(
-        [shared_data("conll2003", "valid.txt")], task="ner", fmt="conll", out=tmp_path / "out", pii="off", dedup="off"
-    )
-    assert manifest["rows"]["in"] == 3250
+    source = sample("conll2003", "valid.txt")
+    manifest = prepare([source], task="ner", fmt="conll", out=tmp_path / "out", pii="off", dedup="off")
+    # counted here from the raw lines: sentences are runs of token lines, -DOCSTART- lines are none
+    blocks = [b.splitlines() for b in source.read_text(encoding="utf-8").split("\n\n")]
+    sentences = [b for b in blocks if b and not b[0].startswith("-DOCSTART-")]
+    assert manifest["rows"]["in"] == len(sentences) > 50
     records = [r for s in manifest["splits"] for r in read_jsonl(tmp_path / "out" / f"{s}.jsonl")]
     assert not any("-DOCSTART-" in r["tokens"] for r in records)
     assert all(len(r["tokens"]) == len(r["tags"]) for r in records)
+    assert sorted(r["tokens"] for r in records) == sorted([line.split()[0] for line in s] for s in sentences)
     entities = Counter(t[2:] for r in records for t in r["tags"] if t.startswith("B-"))
-    assert entities == {"PER": 1842, "LOC": 1837, "ORG": 1341, "MISC": 922}  # the README's counts, nothing lost
+    raw = Counter(line.split()[-1][2:] for s in sentences for line in s if line.split()[-1].startswith("B-"))
+    assert entities == raw and set(raw) == {"PER", "LOC", "ORG", "MISC"}  # nothing lost
 
 
 def test_conll_iob1_tags_are_repaired_and_wrong_width_is_reported(tmp_path):
@@ -115,11 +124,12 @@ def test_conll_iob1_tags_are_repaired_and_wrong_width_is_reported(tmp_path):
 
 
 def test_alpaca_json_becomes_sft_messages(tmp_path):
-    manifest = prepare([shared_data("alpaca", "alpaca_small.json")], task="sft", out=tmp_path / "out", pii="off")
-    assert manifest["rows"]["in"] == 2000
+    path = sample("instructions", "instructions.json")
+    source = json.loads(path.read_text())
+    manifest = prepare([path], task="sft", out=tmp_path / "out", pii="off")
+    assert manifest["rows"]["in"] == len(source)
     records = read_jsonl(tmp_path / "out" / "train.jsonl")
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in records)
-    source = json.loads(shared_data("alpaca", "alpaca_small.json").read_text())
     with_input = next(r for r in source if r["input"])
     prompts = {
         r["messages"][0]["content"] for s in manifest["splits"] for r in read_jsonl(tmp_path / "out" / f"{s}.jsonl")
@@ -128,12 +138,12 @@ def test_alpaca_json_becomes_sft_messages(tmp_path):
 
 
 def test_tinyshakespeare_blocks_become_text_records(tmp_path):
-    manifest = prepare(
-        [shared_data("tinyshakespeare", "input.txt")], task="text", out=tmp_path / "out", pii="off", dedup="exact"
-    )
+    source = sample("tinyshakespeare", "input.txt")
+    manifest = prepare([source], task="text", out=tmp_path / "out", pii="off", dedup="exact")
     records = read_jsonl(tmp_path / "out" / "train.jsonl")
     assert records[0]["text"].startswith("First Citizen:\nBefore we proceed any further, hear me speak.")
-    assert manifest["rows"]["in"] > 7000 and "\n" in records[0]["text"]
+    speeches = [b for b in source.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    assert manifest["rows"]["in"] == len(speeches) > 100 and "\n" in records[0]["text"]
 
 
 def test_cleaning_normalises_and_drops_with_reasons(tmp_path):

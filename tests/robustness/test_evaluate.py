@@ -1,4 +1,5 @@
-"""Evaluation under perturbation on real SST-2 sentences, with a tiny random BERT and the uncased MiniLM tokenizer."""
+"""Evaluation under perturbation on real SST-2 sentences (tests/samples), with a tiny random BERT and the uncased
+MiniLM tokenizer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.robustness.evaluate import evaluate_robustness
-from tests.conftest import shared_data, tiny_bert_config
+from tests.conftest import sample, tiny_bert_config
 
 LABELS = ["0", "1"]
 
@@ -37,7 +38,7 @@ def _prepared(tmp_path, rows: list[dict]):
 
 
 def _sst2_rows(limit: int) -> list[dict]:
-    with shared_data("sst2", "dev.tsv").open(encoding="utf-8") as f:
+    with sample("sst2", "dev.tsv").open(encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)
         return [{"text": text.strip(), "label": label} for text, label in list(reader)[:limit]]

@@ -1,4 +1,5 @@
-"""Fine-tuning fixtures: a tiny BERT (real MiniLM tokenizer) and small prepared slices of SST-2 and CoNLL-2003."""
+"""Fine-tuning fixtures: a tiny BERT (real MiniLM tokenizer) and small prepared slices of SST-2 and CoNLL-2003
+(from the samples shipped in ``tests/samples``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_data
+from tests.conftest import sample
 
 
 @pytest.fixture
@@ -63,8 +64,8 @@ def _prepare(raw: list[Path], task: str, out: Path) -> Path:
 def sst2_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of raw SST-2 tsv files: 160 training rows, 60 validation and 60 test rows (dev split in two)."""
     raw = tmp_path_factory.mktemp("sst2-raw")
-    _head(shared_data("sst2", "train.tsv"), raw / "train.tsv", 161)
-    dev_rows = shared_data("sst2", "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    _head(sample("sst2", "train.tsv"), raw / "train.tsv", 161)
+    dev_rows = sample("sst2", "dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
     (raw / "valid.tsv").write_text("".join(dev_rows[:61]), encoding="utf-8")
     (raw / "test.tsv").write_text(dev_rows[0] + "".join(dev_rows[61:121]), encoding="utf-8")
     return raw
@@ -78,10 +79,10 @@ def sst2_prepared(sst2_raw: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def conll_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 100 training sentences and 40 validation/test sentences of CoNLL-2003, prepared."""
+    """About 70 training sentences and 30 validation/test sentences of CoNLL-2003, prepared."""
     raw = tmp_path_factory.mktemp("conll-raw")
     files = [
-        _head(shared_data("conll2003", name), raw / name, lines)
+        _head(sample("conll2003", name), raw / name, lines)
         for name, lines in (("train.txt", 1400), ("valid.txt", 500), ("test.txt", 500))
     ]
     return _prepare(files, "ner", raw.parent / "conll-prepared")

@@ -21,7 +21,7 @@ from leptonkit.train.loop import (
     train_loop,
 )
 from leptonkit.train.recipe import TrainSettings
-from tests.conftest import shared_data
+from tests.conftest import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,7 +33,7 @@ def features() -> list[dict]:
     from leptonkit.registry.store import builtin_source
 
     tokenizer = AutoTokenizer.from_pretrained(builtin_source("builtin:minilm")[0])
-    with shared_data("sst2", "train.tsv").open() as handle:
+    with sample("sst2", "train.tsv").open() as handle:
         rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[:48]
     return [
         dict(tokenizer(row["sentence"].strip(), truncation=True, max_length=32), labels=int(row["label"]))

@@ -1,4 +1,5 @@
-"""Instruction tuning of a tiny Llama on real Alpaca records: LoRA adapter and full model with packing."""
+"""Instruction tuning of a tiny Llama on the shipped instruction sample (Alpaca format): LoRA adapter and full
+model with packing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from leptonkit.errors import InvalidInputError
 from leptonkit.registry import Registry
 from leptonkit.train.recipe import validate_recipe
 from leptonkit.train.recipes import sft
-from tests.conftest import shared_data
+from tests.conftest import sample
 
 TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128,
         "max_position_embeddings": 128}  # fmt: skip
@@ -26,7 +27,7 @@ def setup(tmp_path_factory):
     from leptonkit.train.presets import llama_config
     from leptonkit.train.tokenizer import train_tokenizer
 
-    records = json.loads(shared_data("alpaca", "alpaca_small.json").read_text())[:40]
+    records = json.loads(sample("instructions", "instructions.json").read_text())[:40]
     root = tmp_path_factory.mktemp("sft")
     data = root / "alpaca.json"
     data.write_text(json.dumps(records))
@@ -74,16 +75,28 @@ def test_lora_sft_on_a_prepared_folder_registers_an_adapter_that_learns_its_answ
 
 
 def test_full_sft_with_packing_registers_a_model_linked_to_its_base(setup):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from leptonkit.train.sft_data import load_conversations
 
     registry, data, root = setup
+    full = recipe(data, root / "full", method="full", sft={"packing": True, "samples": 0})
+    full.train.max_length = 64  # cuts some conversations, and some prompts alone fill it
+    # what the log must count, from the chat template itself: 36 conversations train (10% held out); one is cut when
+    # longer than 64 tokens, dropped when its prompt alone fills them (no reply token left)
+    tokenizer = AutoTokenizer.from_pretrained(registry.resolve("base"))
+
+    def tokens(messages, **options) -> int:
+        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **options)["input_ids"])
+
+    lengths = [(tokens(m), tokens(m[:1], add_generation_prompt=True)) for m in load_conversations(data)[:36]]
+    cut, dropped = sum(n > 64 for n, _ in lengths), sum(prompt >= 64 for _, prompt in lengths)
+    assert cut > dropped > 0
     lines: list[str] = []
-    version = sft.run(
-        recipe(data, root / "full", method="full", sft={"packing": True, "samples": 0}),
-        registry=registry,
-        log=lines.append,
+    version = sft.run(full, registry=registry, log=lines.append)
+    assert lines[0].startswith(
+        f"train: 36 conversations, {36 - dropped} kept; {cut} cut to 64 tokens, {dropped} dropped"
     )
-    assert lines[0].startswith("train: 36 conversations, 34 kept; 28 cut to 96 tokens, 2 dropped")  # 10% held out
     assert any(line.startswith("packed into ") for line in lines)
     assert (version.kind, version.lineage["fine_tuned_from"], version.lineage["method"]) == ("model", "base:1", "full")
     assert AutoModelForCausalLM.from_pretrained(version.path).config.num_hidden_layers == 2
