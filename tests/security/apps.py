@@ -5,12 +5,10 @@ Run as ``uvicorn --factory tests.security.apps:ops_app``; settings come as JSON 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from leptonkit.serve.app import install_operations
@@ -22,7 +20,6 @@ class EchoRequest(BaseModel):
     model: str = "echo"
     prompt: str
     max_tokens: int = 16
-    stream: bool = False
 
 
 def ops_app() -> FastAPI:
@@ -37,16 +34,7 @@ def ops_app() -> FastAPI:
         words = body.prompt.split()[: body.max_tokens]
         annotate(request, model=body.model, prompt_tokens=len(body.prompt.split()), completion_tokens=len(words))
         annotate(request, output=" ".join(words))
-        if not body.stream:
-            return {"text": " ".join(words)}
-
-        async def chunks():
-            for word in words:
-                await asyncio.sleep(0.05)
-                yield f"data: {json.dumps({'text': word})}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(chunks(), media_type="text/event-stream")
+        return {"text": " ".join(words)}
 
     @app.post("/v1/adapters", tags=["admin"])
     def load_adapter() -> dict:

@@ -27,6 +27,8 @@ CASES = [
     ("token id out of range", "/v1/completions", {"model": "tiny", "prompt": [1, 99999]}, 400, "token ids"),
     ("too many stops", CHAT, GOOD | {"stop": [str(i) for i in range(20)]}, 400, "stop"),
     ("unknown route", "/v1/nothing", GOOD, 404, "/v1/nothing"),
+    ("nested 10,000 deep", CHAT, b'{"model": "tiny", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", 400, "too deeply"),
+    ("array nested deep", CHAT, b"[" * 10_000 + b"]" * 10_000, 400, "too deeply"),
 ]
 
 

@@ -39,6 +39,10 @@ def serve(
     rate_limit_rpm: int | None = typer.Option(None, "--rate-limit-rpm", help="Requests per minute per key."),
     rate_limit_tpm: int | None = typer.Option(None, "--rate-limit-tpm", help="Tokens per minute per key."),
     max_streams_per_key: int | None = typer.Option(None, "--max-streams-per-key", help="Concurrent streams per key."),
+    header_timeout: float = typer.Option(
+        10.0, "--header-timeout", help="Seconds a client may take to send a request's headers; then closed."
+    ),
+    keep_alive_timeout: int = typer.Option(5, "--keep-alive-timeout", help="Seconds an idle connection stays open."),
     ssl_certfile: str | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)."),
     ssl_keyfile: str | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)."),
     # safety policy (operations engineer): see leptonkit.serve.safety

@@ -1,8 +1,10 @@
 """Token buckets per API key: requests per minute and tokens per minute, answered with ``Retry-After``.
 
-A request-per-minute bucket is charged one token up front. Model tokens are only known once a response is done,
-so the token bucket is checked up front (refuse while it is empty) and charged afterwards with the real count; it
-may go negative, which makes the caller wait until it has refilled, as OpenAI's limits behave.
+A request-per-minute bucket is charged one token up front; a generation request then reserves one more per extra
+sequence it asks for (:meth:`RateLimiter.reserve`). The token bucket is checked up front (refuse while it is
+empty); a generation request reserves its worst case (prompt plus ``max_tokens`` for every sequence) before it is
+queued, and every request is charged its real count when it ends, the reservation refunded. The level may go
+negative, which makes the caller wait until it has refilled, as OpenAI's limits behave.
 """
 
 from __future__ import annotations
@@ -28,18 +30,22 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + (now - self.updated) * self.capacity / 60.0)
         self.updated = now
 
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` is available (0 when it is now)."""
+        self._refill(now)
+        return 0.0 if self.level >= amount else (amount - self.level) * 60.0 / self.capacity
+
     def take(self, amount: float, now: float) -> float:
         """Take ``amount`` if available and return 0, else return the seconds until it would be."""
-        self._refill(now)
-        if self.level >= amount:
+        wait = self.wait(amount, now)
+        if wait == 0:
             self.level -= amount
-            return 0.0
-        return (amount - self.level) * 60.0 / self.capacity
+        return wait
 
     def charge(self, amount: float, now: float) -> None:
-        """Take ``amount`` unconditionally (the level may go below zero)."""
+        """Take ``amount`` unconditionally (the level may go below zero; a negative amount refunds, up to full)."""
         self._refill(now)
-        self.level -= amount
+        self.level = min(self.capacity, self.level - amount)
 
 
 class RateLimiter:
@@ -68,8 +74,30 @@ class RateLimiter:
                     return "requests_per_minute", math.ceil(wait)
         return None
 
+    def reserve(self, identity: str, requests: int, tokens: int) -> tuple[str, int] | None:
+        """Take ``requests`` request units and ``tokens`` tokens together, or neither: ``None`` when taken, else
+        ``(limit name, Retry-After seconds)``. Amounts over a bucket's capacity never fit: check them first."""
+        now = time.monotonic()
+        with self._lock:
+            wanted = [
+                (name, buckets.setdefault(identity, TokenBucket(capacity)), amount)
+                for name, buckets, capacity, amount in (
+                    ("requests_per_minute", self._requests, self.rpm, requests),
+                    ("tokens_per_minute", self._tokens, self.tpm, tokens),
+                )
+                if capacity and amount > 0
+            ]
+            for name, bucket, amount in wanted:
+                wait = bucket.wait(amount, now)
+                if wait > 0:
+                    return name, math.ceil(wait)
+            for _, bucket, amount in wanted:
+                bucket.take(amount, now)
+        return None
+
     def charge_tokens(self, identity: str, tokens: int) -> None:
-        if self.tpm and tokens > 0:
+        """Charge ``tokens`` used (a negative count refunds a reservation that was not used)."""
+        if self.tpm and tokens != 0:
             with self._lock:
                 self._tokens.setdefault(identity, TokenBucket(self.tpm)).charge(float(tokens), time.monotonic())
 

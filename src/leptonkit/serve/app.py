@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,18 +23,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 
+from leptonkit.config import home as default_home
 from leptonkit.errors import LeptonkitError
 from leptonkit.monitor import metrics
 from leptonkit.monitor.logging import access_logger
+from leptonkit.security.ratelimit import RateLimiter
 from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.middleware import AccessMiddleware, AccountingMiddleware
 from leptonkit.serve.models import ModelSet
 from leptonkit.serve.openapi import document_errors
 from leptonkit.serve.protocol import error_body
+from leptonkit.serve.refusals import answer
 from leptonkit.serve.routes import admin, openai, tasks
 from leptonkit.serve.safety import SafetyPolicy
-
-RETRY_AFTER_SECONDS = "1"
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -64,7 +66,9 @@ def install_operations(app: FastAPI, config: ServeConfig) -> None:
     )
     document_errors(app)
     app.state.safety = SafetyPolicy.from_config(config)
-    app.add_middleware(AccessMiddleware, settings=config, safety=app.state.safety)
+    limits = (config.rate_limit_rpm, config.rate_limit_tpm, config.max_streams_per_key)
+    app.state.limiter = RateLimiter(*limits) if any(v is not None for v in limits) else None
+    app.add_middleware(AccessMiddleware, settings=config, limiter=app.state.limiter)
     app.add_middleware(AccountingMiddleware, settings=config)  # added last: outermost, sees every refusal
     if config.log_content:
         from leptonkit.privacy.pii import NO_MODEL_WARNING
@@ -79,21 +83,27 @@ def _metrics_endpoint() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def _error(status: int, message: str, error_type: str, param: str | None = None, **headers: str) -> JSONResponse:
+def _error(status: int, message: str, error_type: str, param: str | None = None) -> JSONResponse:
     metrics.ERRORS.labels(type=error_type).inc()
-    return JSONResponse(error_body(message, error_type, param, status), status_code=status, headers=headers or None)
+    return JSONResponse(error_body(message, error_type, param, status), status_code=status)
 
 
-async def _leptonkit_error(request: Request, err: Any) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if err.http_status == 429 else {}
-    return _error(err.http_status, str(err), err.error_type, err.param, **headers)
+async def _leptonkit_error(request: Request, err: LeptonkitError) -> JSONResponse:
+    status, body, headers = answer(err)
+    # the registry's errors name its folder for the CLI's user; an HTTP caller is told "the registry"
+    home = Path(request.app.state.config.home or default_home())
+    for folder in {str(home), str(home.expanduser().resolve())}:
+        body["error"]["message"] = body["error"]["message"].replace(folder, "the registry")
+    metrics.ERRORS.labels(type=err.error_type).inc()
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 async def _validation_error(request: Request, err: Any) -> JSONResponse:
     first = err.errors()[0]
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
-        return _error(400, f"the request body is not valid JSON: {first.get('msg')}", "invalid_request_error")
+        reason = (first.get("ctx") or {}).get("error") or first.get("msg")
+        return _error(400, f"the request body is not valid JSON: {reason}", "invalid_request_error")
     where = ".".join(location) or "body"
     message = f"{where}: {first.get('msg')}"
     if "input" in first and first.get("type") not in ("missing",):

@@ -3,13 +3,17 @@
 Default deny: every route needs a key except ``/health`` and ``/ready`` (and ``/metrics`` with
 ``--metrics-public``), so a route added later is protected without anyone remembering to. A route tagged
 ``"admin"`` (adapter load and unload) needs a key with the admin scope.
+
+Every refusal is counted in ``leptonkit_auth_failures_total``; the audit log gets a bounded line for it (the path cut
+to :data:`AUDIT_PATH_CHARS`) and at most :data:`AUDIT_LINES_PER_MINUTE` lines per client address, the lines left
+out counted in the next one written (``suppressed``), so a flood of unauthenticated requests cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+import time
 
 from fastapi import FastAPI
 from starlette.routing import compile_path
@@ -18,9 +22,14 @@ from starlette.types import Scope
 from leptonkit.monitor import metrics
 from leptonkit.security.audit import AuditLog
 from leptonkit.security.keys import ApiKey, KeyStore
+from leptonkit.security.ratelimit import TokenBucket
+from leptonkit.serve.refusals import AuthenticationError
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
 ADMIN_TAG = "admin"
+AUDIT_PATH_CHARS = 256
+AUDIT_LINES_PER_MINUTE = 60
+AUDIT_CLIENTS = 4096  # client addresses remembered for audit sampling; beyond it the table starts over
 
 
 def auth_required(auth: str | None, host: str) -> bool:
@@ -70,14 +79,6 @@ class RouteTable:
         return "other", False
 
 
-@dataclass(frozen=True)
-class Denial:
-    status: int
-    message: str
-    error_type: str
-    code: str
-
-
 def bearer_token(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -93,34 +94,53 @@ class Authenticator:
         self.keys = keys
         self.audit = audit
         self.open_paths = OPEN_PATHS | ({"/metrics"} if metrics_public else set())
+        self._audit_budget: dict[str, tuple[TokenBucket, int]] = {}  # client -> (lines left, lines suppressed)
 
-    def check(self, scope: Scope, admin_route: bool, request_id: str) -> ApiKey | Denial | None:
-        """``None`` for an open route, the caller's key when allowed, else a :class:`Denial`."""
+    def check(self, scope: Scope, admin_route: bool, request_id: str) -> ApiKey | None:
+        """``None`` for an open route, the caller's key when allowed; raises :class:`AuthenticationError`."""
         if scope["path"] in self.open_paths:
             return None
         token = bearer_token(scope)
         key = self.keys.authenticate(token) if token else None
-        where = {"request_id": request_id, "method": scope["method"], "path": scope["path"], "client": _client(scope)}
         if key is None:
             reason = "missing_key" if token is None else "invalid_key"
             metrics.AUTH_FAILURES.labels(reason).inc()
-            self.audit.write("auth_failure", reason=reason, **where)
+            self._audit("auth_failure", scope, request_id, reason=reason)
             message = (
                 "missing API key: send 'Authorization: Bearer KEY' (create one with: leptonkit keys create)"
                 if token is None
                 else "invalid or revoked API key (see: leptonkit keys list)"
             )
-            return Denial(401, message, "authentication_error", reason)
+            raise AuthenticationError(message, status=401, error_type="authentication_error", code=reason)
         if admin_route and key.scope != "admin":
             metrics.AUTH_FAILURES.labels("insufficient_scope").inc()
-            self.audit.write("permission_denied", key=key.name, scope=key.scope, **where)
-            return Denial(
-                403,
+            self._audit("permission_denied", scope, request_id, key=key.name, scope=key.scope)
+            raise AuthenticationError(
                 f"key {key.name!r} has scope {key.scope!r}; this route needs an admin key",
-                "permission_error",
-                "insufficient_scope",
+                status=403,
+                error_type="permission_error",
+                code="insufficient_scope",
             )
         return key
+
+    def _audit(self, event: str, request: Scope, request_id: str, **fields: str) -> None:
+        """One bounded audit line, unless this client has used its lines for the minute."""
+        client = _client(request)
+        now = time.monotonic()
+        if client not in self._audit_budget and len(self._audit_budget) >= AUDIT_CLIENTS:
+            self._audit_budget.clear()
+        bucket, suppressed = self._audit_budget.get(client) or (TokenBucket(AUDIT_LINES_PER_MINUTE), 0)
+        if bucket.take(1.0, now) > 0:
+            self._audit_budget[client] = (bucket, suppressed + 1)
+            return
+        self._audit_budget[client] = (bucket, 0)
+        path = request["path"]
+        if len(path) > AUDIT_PATH_CHARS:
+            path = f"{path[:AUDIT_PATH_CHARS]}... ({len(path)} characters)"
+        extra = {"suppressed": suppressed} if suppressed else {}
+        self.audit.write(
+            event, request_id=request_id, method=request["method"][:16], path=path, client=client, **fields, **extra
+        )
 
 
 def _client(scope: Scope) -> str | None:

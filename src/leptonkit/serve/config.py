@@ -43,6 +43,8 @@ class ServeConfig(BaseModel):
     rate_limit_rpm: int | None = Field(None, ge=1, description="Requests per minute per API key.")
     rate_limit_tpm: int | None = Field(None, ge=1, description="Prompt plus generated tokens per minute per key.")
     max_streams_per_key: int | None = Field(None, ge=1, description="Concurrent streaming responses per key.")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a connection may take to send a request's headers.")
+    keep_alive_timeout: int = Field(5, ge=1, description="Seconds an idle kept-alive connection stays open.")
     ssl_certfile: str | None = Field(None, description="TLS certificate (PEM); serve HTTPS with ssl_keyfile.")
     ssl_keyfile: str | None = Field(None, description="TLS private key (PEM).")
     safety_redact_pii: bool = Field(False, description="Mask personal data in generated text.")

@@ -3,12 +3,18 @@
 - :class:`AccountingMiddleware` (outermost) gives every HTTP request an id (accepts and returns ``X-Request-ID``)
   and a :class:`RequestRecord`, and when the request ends writes one JSON log line and the request metrics.
 - :class:`AccessMiddleware` authenticates the API key (``serve/authentication.py``), applies the per-key request
-  limit and the body size limit, refuses input flagged by the safety policy, and audits admin actions.
+  limit (never to ``/health`` and ``/ready``) and the body size limit, and when the request ends frees its stream
+  slot, charges the tokens it used and audits admin actions.
 
-Routes add what only they know (model, adapter, token counts, output text) with :func:`annotate` and
-:func:`metered`. Pure ASGI rather than ``BaseHTTPMiddleware``: streamed responses pass through chunk by chunk, a
-client that disconnects mid-stream still reaches the ``finally`` that records it and frees its stream slot, and the
-cost per request stays in the tens of microseconds (``benchmarks/ops_overhead.py``).
+Neither reads the body's JSON: the routes' protocol models validate it once, and the limits that depend on what a
+request asks for (``max_tokens`` cap, sequences and tokens, streams, flagged input) read that validated object
+(``serve/admission.py``). Routes add what only they know (model, adapter, token counts, output text) with
+:func:`annotate` and :func:`metered`. A response that fails after its first byte is logged and counted with the
+error's status, not the 200 it started with.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: streamed responses pass through chunk by chunk, a client that
+disconnects mid-stream still reaches the ``finally`` that records it and frees its stream slot, and the cost per
+request stays in the tens of microseconds (``benchmarks/ops_overhead.py``).
 """
 
 from __future__ import annotations
@@ -27,16 +33,16 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leptonkit.config import home as default_home
+from leptonkit.errors import LeptonkitError
 from leptonkit.monitor import metrics
 from leptonkit.monitor.logging import log_request
 from leptonkit.security.audit import AuditLog
 from leptonkit.security.keys import ApiKey, KeyStore
 from leptonkit.security.ratelimit import RateLimiter
-from leptonkit.serve.authentication import Authenticator, Denial, RouteTable, auth_required
+from leptonkit.serve.authentication import OPEN_PATHS, Authenticator, RouteTable, auth_required
 from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.engine.base import Delta
-from leptonkit.serve.protocol import error_body
-from leptonkit.serve.safety import CONTENT_FILTER, ContentFilterError, SafetyPolicy
+from leptonkit.serve.refusals import BodyTooLargeError, answer, rate_limited
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -62,8 +68,15 @@ class RequestRecord:
     output: str | None = None
     error: str | None = None
     identity: str | None = None  # whom the rate limits charge: the key's name, or the client address
+    reserved_tokens: int = 0  # charged to the identity up front (serve/admission.py), settled at the end
+    streaming: bool = False  # counted in leptonkit_streams_active
     stream_slot: bool = False  # holds one of the identity's concurrent stream slots
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def record_of(request: Request) -> RequestRecord | None:
+    """The current request's record (``None`` for an app without these middlewares)."""
+    return request.scope.get(_STATE_KEY)
 
 
 def annotate(request: Request, **values: Any) -> None:
@@ -72,7 +85,7 @@ def annotate(request: Request, **values: Any) -> None:
     Known keys: ``model``, ``adapter``, ``prompt_tokens``, ``completion_tokens``, ``prompt``, ``output``; anything
     else lands in the log line as is. A request that did not pass through the middlewares is ignored.
     """
-    record: RequestRecord | None = request.scope.get(_STATE_KEY)
+    record = record_of(request)
     if record is None:
         return
     for key, value in values.items():
@@ -85,7 +98,7 @@ def annotate(request: Request, **values: Any) -> None:
 async def metered(request: Request, stream: AsyncIterator[Delta]) -> AsyncIterator[Delta]:
     """Pass one choice's deltas through, adding its generated tokens (and text, for ``--log-content``) to the
     request's record when it ends, streamed or not, so token limits and log lines see every completion."""
-    record: RequestRecord | None = request.scope.get(_STATE_KEY)
+    record = record_of(request)
     texts: list[str] = []
     async with contextlib.aclosing(stream):
         async for delta in stream:
@@ -121,8 +134,8 @@ class AccountingMiddleware:
         try:
             await self.app(scope, receive, _stamping(send, record))
         except BaseException as exc:
-            if record.status == 0:
-                record.status = 500
+            # before the first byte or after it (a stream that broke): the log and metrics show the failure
+            record.status = exc.http_status if isinstance(exc, LeptonkitError) else 500
             record.error = type(exc).__name__
             raise
         finally:
@@ -163,32 +176,13 @@ class AccountingMiddleware:
         log_request(line)
 
 
-class Refusal(Exception):
-    """A request the access layer answers itself, with an error in OpenAI's shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        error_type: str,
-        code: str,
-        *,
-        headers: list[tuple[bytes, bytes]] | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.error_type, self.code = status, message, error_type, code
-        self.headers = headers or []
-        self.param = param
-
-
 class AccessMiddleware:
-    """Who may send this request, and may they send it now: key, request rate, body size, flagged input."""
+    """Who may send this request, and may they send it now: key, request rate, body size; settled at the end."""
 
-    def __init__(self, app: ASGIApp, settings: ServeConfig, safety: SafetyPolicy) -> None:
+    def __init__(self, app: ASGIApp, settings: ServeConfig, limiter: RateLimiter | None) -> None:
         self.app = app
-        self.settings = settings
-        self.safety = safety
+        self.max_body_bytes = settings.max_body_bytes
+        self.limiter = limiter
         home = Path(settings.home) if settings.home else default_home()
         self.audit = AuditLog(settings.audit_log or home / "audit.log")
         self.auth = (
@@ -196,8 +190,6 @@ class AccessMiddleware:
             if auth_required(settings.auth, settings.host)
             else None
         )
-        limits = (settings.rate_limit_rpm, settings.rate_limit_tpm, settings.max_streams_per_key)
-        self.limiter = RateLimiter(*limits) if any(v is not None for v in limits) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -210,11 +202,8 @@ class AccessMiddleware:
                 key = self._authenticate(scope, record)
                 self._admit(scope, record, key)
                 body = await self._read_body(receive)
-                payload = _json_object(body)
-                _note_request(record, payload)
-                await self._check_body(record, payload)
-            except Refusal as refusal:
-                record.error = refusal.code
+            except LeptonkitError as refusal:
+                record.error = getattr(refusal, "code", None) or type(refusal).__name__
                 await _send_error(send, refusal)
                 return
             await self.app(scope, _replay(body, receive), send)
@@ -222,78 +211,38 @@ class AccessMiddleware:
             self._settle(record, key)
 
     def _authenticate(self, scope: Scope, record: RequestRecord) -> ApiKey | None:
-        """The caller's key (``None`` with auth off or on an open route); a :class:`Refusal` when refused."""
+        """The caller's key (``None`` with auth off or on an open route); raises when refused."""
         if self.auth is None:
             return None
-        decision = self.auth.check(scope, record.admin_route, record.request_id)
-        if isinstance(decision, Denial):
-            headers = [(b"www-authenticate", b"Bearer")]
-            raise Refusal(decision.status, decision.message, decision.error_type, decision.code, headers=headers)
-        record.extra["key"] = decision.name if decision else None
-        return decision
+        key = self.auth.check(scope, record.admin_route, record.request_id)
+        record.extra["key"] = key.name if key else None
+        return key
 
     def _admit(self, scope: Scope, record: RequestRecord, key: ApiKey | None) -> None:
-        """Charge the request to its key (or client address) and refuse it over ``--rate-limit-rpm/-tpm``."""
-        if self.limiter is None:
+        """Charge the request to its key (or client address) and refuse it over ``--rate-limit-rpm/-tpm``; probes
+        of ``/health`` and ``/ready`` are never charged."""
+        if self.limiter is None or record.path in OPEN_PATHS:
             return
         record.identity = key.name if key else f"client:{(scope.get('client') or ('-',))[0]}"
         refused = self.limiter.admit(record.identity)
         if refused is not None:
-            raise self._rate_limited(*refused)
+            raise rate_limited(*refused)
 
     async def _read_body(self, receive: Receive) -> bytes:
-        limit = self.settings.max_body_bytes
-        body = await _read_body(receive, limit)
+        body = await _read_body(receive, self.max_body_bytes)
         if body is None:
-            raise Refusal(413, f"request body larger than {limit} bytes", "invalid_request_error", "body_too_large")
+            raise BodyTooLargeError(f"request body larger than {self.max_body_bytes} bytes", code="body_too_large")
         return body
 
-    async def _check_body(self, record: RequestRecord, payload: dict[str, Any]) -> None:
-        """Flagged input, ``max_tokens`` over the cap, and a stream over the key's concurrent streams."""
-        if self.safety.active and record.prompt:
-            try:
-                await self.safety.check_input(record.prompt)
-            except ContentFilterError as err:
-                raise Refusal(400, str(err), err.error_type, CONTENT_FILTER, param=err.param) from None
-        problem = self._limit_problem(payload)
-        if problem is not None:
-            raise Refusal(400, problem, "invalid_request_error", "max_tokens_too_large", param="max_tokens")
-        if payload.get("stream") is True:
-            limiter, identity = self.limiter, record.identity
-            if limiter is not None and identity is not None and not limiter.open_stream(identity):
-                raise self._rate_limited("concurrent_streams", 1)
-            record.stream_slot = True
-            metrics.STREAMS_ACTIVE.inc()
-
-    def _limit_problem(self, payload: dict[str, Any]) -> str | None:
-        """Why the body breaks a configured limit (``max_tokens`` cap), else ``None``."""
-        cap = self.settings.max_tokens_cap
-        if cap is None:
-            return None
-        for name in ("max_tokens", "max_completion_tokens"):
-            value = payload.get(name)
-            if isinstance(value, int) and value > cap:
-                return f"{name}={value} exceeds this server's cap of {cap} (send {name} <= {cap})"
-        return None
-
-    def _rate_limited(self, limit: str, retry_after: int) -> Refusal:
-        metrics.RATE_LIMITED.labels(limit).inc()
-        message = (
-            f"too many concurrent streams for this key (limit {self.settings.max_streams_per_key}); retry when one ends"
-            if limit == "concurrent_streams"
-            else f"rate limit exceeded ({limit}); retry in {retry_after} s"
-        )
-        headers = [(b"retry-after", str(retry_after).encode())]
-        return Refusal(429, message, "rate_limit_error", limit, headers=headers)
-
     def _settle(self, record: RequestRecord, key: ApiKey | None) -> None:
-        """Free the stream slot, charge the tokens the request used, and audit an admin action."""
-        if record.stream_slot:
+        """Free the stream slot, charge the tokens used (refunding the reservation) and audit an admin action."""
+        if record.streaming:
             metrics.STREAMS_ACTIVE.dec()
-            if self.limiter is not None and record.identity is not None:
-                self.limiter.close_stream(record.identity)
         if self.limiter is not None and record.identity is not None:
-            self.limiter.charge_tokens(record.identity, (record.prompt_tokens or 0) + (record.completion_tokens or 0))
+            if record.stream_slot:
+                self.limiter.close_stream(record.identity)
+            used = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+            self.limiter.charge_tokens(record.identity, used - record.reserved_tokens)
         if record.admin_route and key is not None:
             self.audit.write(
                 "admin_action",
@@ -360,40 +309,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or ``{}`` for anything else (the route reports its own validation errors)."""
-    if not body.lstrip().startswith(b"{"):
-        return {}
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
-def _note_request(record: RequestRecord, payload: dict[str, Any]) -> None:
-    """Take the model name and the prompt text from a JSON request body."""
-    if isinstance(payload.get("model"), str):
-        record.model = payload["model"][:200]
-    record.prompt = _prompt_text(payload)
-
-
-def _prompt_text(payload: dict[str, Any]) -> str | None:
-    """The user-supplied text of an OpenAI-style or task request (messages, prompt or input)."""
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        return "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
-    for key in ("prompt", "input", "text", "texts"):
-        value = payload.get(key)
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list):
-            return "\n".join(str(v) for v in value)
-    return None
-
-
-async def _send_error(send: Send, refusal: Refusal) -> None:
-    body = json.dumps(error_body(refusal.message, refusal.error_type, refusal.param, refusal.code)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers + refusal.headers})
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(send: Send, err: LeptonkitError) -> None:
+    status, body, headers = answer(err)
+    content = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    raw += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": content})

@@ -10,6 +10,7 @@ import uvicorn
 
 from leptonkit.serve.app import create_app
 from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.http import with_header_timeout
 
 
 def uvicorn_server(config: ServeConfig) -> uvicorn.Server:
@@ -22,6 +23,8 @@ def uvicorn_server(config: ServeConfig) -> uvicorn.Server:
         access_log=False,  # the operations middleware writes one structured line per request
         timeout_graceful_shutdown=int(config.grace_period) or None,
         lifespan="on",
+        http=with_header_timeout(config.header_timeout),  # slow-header clients are cut off (serve/http.py)
+        timeout_keep_alive=config.keep_alive_timeout,
         ssl_certfile=config.ssl_certfile,
         ssl_keyfile=config.ssl_keyfile,
     )

@@ -8,17 +8,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from leptonkit.serve.authentication import ADMIN_TAG
+from leptonkit.serve.parsing import JsonRoute
 from leptonkit.serve.protocol import AdapterRequest
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 
 
+@router.head("/health")
 @router.get("/health")
 async def health() -> dict[str, str]:
-    """Alive: the process answers HTTP (models may still be loading)."""
+    """Alive: the process answers HTTP (models may still be loading). ``HEAD`` too, as some load balancers probe."""
     return {"status": "ok"}
 
 
+@router.head("/ready")
 @router.get("/ready")
 async def ready(request: Request) -> Any:
     """Ready: every model is loaded. 503 before, and while a generator's waiting queue is full ("saturated"), so a

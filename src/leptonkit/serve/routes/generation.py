@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.admission import check_prompt_tokens, max_tokens, open_stream, reserve
 from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, collect
 from leptonkit.serve.middleware import annotate, metered
 from leptonkit.serve.models import Target
@@ -77,20 +77,11 @@ def _message(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
-def check_prompt_tokens(config: ServeConfig, prompts: list[list[int]]) -> None:
-    """Refuse a prompt longer than ``--max-prompt-tokens`` (the model's context is checked by the route)."""
-    limit = config.max_prompt_tokens
-    longest = max((len(p) for p in prompts), default=0)
-    if limit is not None and longest > limit:
-        raise InvalidInputError(
-            f"the prompt is {longest} tokens; this server accepts at most {limit}",
-            hint="shorten the prompt",
-            param="prompt",
-        )
-
-
-def sampling_params(body: Any, prompt_len: int, context: int, *, logprobs: bool, top: int) -> SamplingParams:
-    """Check the prompt and ``max_tokens`` against the model's context; both lengths are named on failure."""
+def sampling_params(
+    body: Any, prompt_len: int, context: int, cap: int | None, *, logprobs: bool, top: int
+) -> SamplingParams:
+    """Check the prompt and ``max_tokens`` against the model's context and ``--max-tokens-cap``; both lengths are
+    named on failure. Without ``max_tokens`` a request gets the cap, or what its prompt leaves of the context."""
     if prompt_len == 0:
         raise InvalidInputError("the prompt is empty", hint="send at least one token of text", param="prompt")
     if prompt_len >= context:
@@ -99,16 +90,15 @@ def sampling_params(body: Any, prompt_len: int, context: int, *, logprobs: bool,
             hint="shorten the prompt",
             param="messages" if hasattr(body, "messages") else "prompt",
         )
-    requested = body.token_limit()
-    if requested is not None and prompt_len + requested > context:
+    limit = max_tokens(body, cap, room=context - prompt_len)
+    if prompt_len + limit > context:
         raise InvalidInputError(
-            f"max_tokens {requested} plus the prompt's {prompt_len} tokens exceed the model's context of "
-            f"{context} tokens",
+            f"max_tokens {limit} plus the prompt's {prompt_len} tokens exceed the model's context of {context} tokens",
             hint=f"ask for at most {context - prompt_len} tokens",
             param="max_tokens",
         )
     return SamplingParams(
-        max_tokens=requested if requested is not None else context - prompt_len,
+        max_tokens=limit,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=body.seed,
@@ -133,7 +123,12 @@ async def respond(
     engine = target.engine
     config = request.app.state.config
     check_prompt_tokens(config, prompts)
-    params = [sampling_params(body, len(p), engine.context_length, logprobs=logprobs, top=top) for p in prompts]
+    cap = config.max_tokens_cap
+    params = [sampling_params(body, len(p), engine.context_length, cap, logprobs=logprobs, top=top) for p in prompts]
+    worst_case = body.n * sum(len(prompt) + p.max_tokens for prompt, p in zip(prompts, params, strict=True))
+    reserve(request, sequences=len(prompts) * body.n, tokens=worst_case)  # --rate-limit-rpm/-tpm
+    if body.stream:
+        open_stream(request)  # --max-streams-per-key
     safety = request.app.state.safety  # output policy: redaction, blocklist, classifier (serve/safety.py)
     if target.adapter:
         await request.app.state.models.adapters.acquire(target.adapter)
@@ -185,7 +180,16 @@ async def respond(
         raise _deadline(config.request_timeout) from None
     head = {"id": request_id, "object": shape.chunk_object, "created": created, "model": body.model}
     sse = _sse(
-        head, shape, first, events, len(streams), prompt_tokens, body.include_usage(), deadline, config.request_timeout
+        request,
+        head,
+        shape,
+        first,
+        events,
+        len(streams),
+        prompt_tokens,
+        body.include_usage(),
+        deadline,
+        config.request_timeout,
     )
     return StreamingResponse(sse, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -238,6 +242,7 @@ def _dump(data: dict[str, Any]) -> str:
 
 
 async def _sse(
+    request: Request,
     head: dict[str, Any],
     shape: Shape,
     first: tuple[int, Delta],
@@ -248,7 +253,8 @@ async def _sse(
     deadline: float,
     timeout: float,
 ) -> AsyncIterator[str]:
-    """OpenAI's chunk stream: a role chunk per choice (chat), one chunk per token with text, ``[DONE]``."""
+    """OpenAI's chunk stream: a role chunk per choice (chat), one chunk per token with text, ``[DONE]``. An error
+    after the first chunk is an error event, and the request is logged and counted with the error's status."""
     completion = [0] * n
     offsets = [0] * n
     if shape.chat:
@@ -270,6 +276,7 @@ async def _sse(
                 pending = await anext(events, None)
     except TimeoutError:
         error = _deadline(timeout)
+        annotate(request, status=error.http_status, error=error.error_type)
         yield _dump(error_body(error.message, error.error_type, code=error.http_status))
     finally:
         await events.aclose()

@@ -9,11 +9,14 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.serve.admission import admit_input
+from leptonkit.serve.middleware import annotate
 from leptonkit.serve.models import Target
+from leptonkit.serve.parsing import JsonRoute
 from leptonkit.serve.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from leptonkit.serve.routes.generation import Shape, respond
 
-router = APIRouter()
+router = APIRouter(route_class=JsonRoute)
 EMBEDDING_TASKS = ("embedding", "fill-mask")
 
 
@@ -43,6 +46,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
             f"model {body.model} has no chat template", hint="use /v1/completions with a plain prompt", param="model"
         )
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    await admit_input(request, body.model, [m["content"] for m in messages])
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
     return await respond(
@@ -63,6 +67,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             raise InvalidInputError(f"prompt token ids must lie in [0, {vocab})", param="prompt")
         else:
             prompts.append(prompt)
+    await admit_input(request, body.model, [tokenizer.decode(p) if isinstance(p, list) else p for p in body.prompts()])
     top = body.logprobs or 0
     return await respond(request, body, target, prompts, Shape(chat=False), logprobs=body.logprobs is not None, top=top)
 
@@ -77,8 +82,10 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
             param="model",
         )
     texts = body.texts()
+    await admit_input(request, body.model, texts)
     vectors = await target.encoder.run("embed", texts)
     tokens = sum(len(ids) for ids in target.encoder.loaded.tokenizer(texts, truncation=True)["input_ids"])
+    annotate(request, prompt_tokens=tokens)  # log line, --rate-limit-tpm
     if body.encoding_format == "base64":  # the openai package asks for this by default: little-endian float32
         vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
     return {
