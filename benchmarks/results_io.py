@@ -28,7 +28,8 @@ def machine() -> dict[str, Any]:
     from leptonkit.versions import cpu_supports_bf16, library_versions
 
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_vector_flags": cpu_flags(("avx2", "avx512f", "avx512_bf16", "amx_bf16")),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "thread_variables": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
@@ -36,6 +37,26 @@ def machine() -> dict[str, Any]:
         "load_average_at_start": os.getloadavg(),
         "libraries": library_versions(),
     }
+
+
+def cpu_model() -> str:
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags(names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` the CPU has: bf16 matmuls are native only with AVX-512 BF16 or AMX."""
+    flags = next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines() if line.startswith("flags")), [])
+    return [name for name in names if name in flags]
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 def git_commit() -> str | None:

@@ -5,8 +5,9 @@ output tokens each, greedy, all sent at once; plus a single stream (TPOT) and vL
 32 concurrent). The batch and single-stream workloads run ``REPEATS`` times per server, the servers taking turns,
 and report the median run. The model has random weights (``ignore_eos`` fixes the output length, so speed does not
 depend on them). leptonkit runs twice, as is and with ``--compile`` (decode steps compiled by inductor, as vLLM
-compiles its models). Cold start is the time from ``leptonkit serve`` to ``/ready``. vLLM's server (``--vllm-python``,
-a Python with ``vllm`` installed; required) runs in the same harness, same dtype, with its OpenMP threads bound to as
+compiles its models). Cold start is the time from ``leptonkit serve`` to ``/ready``. vLLM's server
+(``--vllm-python``, a Python with ``vllm`` installed; required) runs in the same harness and dtype (bf16 where the
+CPU has native bf16 matmuls, else float32: emulated bf16 is slower for both), with its OpenMP threads bound to as
 many cores as leptonkit's torch threads (``VLLM_CPU_OMP_THREADS_BIND``, the setting vLLM's CPU guide documents),
 so that each server's HTTP front end has the remaining core. Both sides' versions and thread settings are recorded.
 
@@ -135,12 +136,19 @@ def vllm_setup(python: str, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["bfloat16", "float32"],
+        help="Default: bfloat16 where the CPU has native bf16 matmuls (AVX-512 BF16, AMX), else float32.",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads, baseline and server alike.")
     parser.add_argument("--vllm-python", required=True, help="A Python with vllm installed (separate venv).")
     args = parser.parse_args()
     from leptonkit.registry import Registry
+    from leptonkit.versions import cpu_supports_bf16
 
+    args.dtype = args.dtype or ("bfloat16" if cpu_supports_bf16() else "float32")
     info, vllm = machine(), vllm_setup(args.vllm_python, args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,14 +1,19 @@
 """Training throughput: leptonkit's loop against the plain Hugging Face Trainer, same data, model and batch size.
 
 Both train all-MiniLM-L6-v2 with a fresh classification head on the same tokenised SST-2 rows (no padding at
-tokenisation), batch 32, one epoch, AdamW with linear decay. The Trainer uses dynamic padding and length grouping
-(``train_sampling_strategy="group_by_length"``), its fastest documented CPU setup without mixed precision;
-leptonkit uses its defaults (length-grouped batches, bf16 autocast where the CPU has it). Runs alternate
-(Trainer, leptonkit, Trainer, ...) so that load from other processes on a shared machine hits both alike; the
-result file reports every run and the ratio of the medians. Dev accuracy is measured after each run, outside the
-timed part.
+tokenisation), batch 32, one epoch, AdamW with linear decay, at the same precision. The Trainer runs in its fastest
+documented CPU setup: ``bf16=True`` (bf16 autocast), dynamic padding (``DataCollatorWithPadding``) and length
+grouping (``train_sampling_strategy="group_by_length"``); leptonkit runs its loop with length-grouped batches and
+bf16 autocast. ``--precisions bf16,fp32`` adds the same pair in float32. Runs alternate (Trainer, leptonkit,
+Trainer, ...) so that load from other processes hits both alike. Dev accuracy is measured after each run, outside
+the timed part. On a CPU without native bf16 matmuls (no AVX-512 BF16 or AMX) bf16 autocast is emulated and several
+times slower than float32 for both, so there the default pair is float32, the fastest setup of both.
 
-    .venv/bin/python benchmarks/train_throughput.py --rows 8000 --repeats 1
+Estimator, fixed before the run (``ESTIMATOR``): per precision, the median over repeats of the per-repeat ratio
+leptonkit samples/s / Trainer samples/s (the two runs of a repeat are back to back). The target is >= 1.3x, judged
+in bf16 when it ran, else in float32.
+
+    .venv/bin/python benchmarks/train_throughput.py --rows 8000 --repeats 3
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import torch
 from finetune_common import SHARED, machine, write_result
 
 MAX_LENGTH = 128
+ESTIMATOR = "median over repeats of (leptonkit samples/s / HF Trainer samples/s), runs of a repeat back to back"
+TARGET = 1.3
 
 
 def load_rows(path: Any, limit: int | None, seed: int = 0) -> list[dict]:
@@ -60,7 +67,7 @@ def dev_accuracy(model: Any, tokenizer: Any, dev: list[dict]) -> float:
     ]
 
 
-def run_hf_trainer(features: list[dict], tokenizer: Any, batch: int, seed: int) -> tuple[float, Any]:
+def run_hf_trainer(features: list[dict], tokenizer: Any, batch: int, seed: int, precision: str) -> tuple[float, Any]:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     model = fresh_model(seed)
@@ -78,6 +85,7 @@ def run_hf_trainer(features: list[dict], tokenizer: Any, batch: int, seed: int) 
             logging_steps=50,
             disable_tqdm=True,
             use_cpu=not torch.cuda.is_available(),
+            bf16=precision == "bf16",
             seed=seed,
         )
         trainer = Trainer(
@@ -113,7 +121,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--precisions",
+        default=None,
+        help="Comma-separated: bf16 and/or fp32. Default: bf16 where the CPU has native bf16 matmuls, else fp32.",
+    )
     parser.add_argument("--dev-rows", type=int, default=872)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -134,19 +147,29 @@ def main() -> None:
         {"input_ids": ids, "attention_mask": mask, "labels": int(r["label"])}
         for ids, mask, r in zip(encoded["input_ids"], encoded["attention_mask"], rows, strict=True)
     ]
-    runs: dict[str, list[dict]] = {"hf_trainer_dynamic_padding": [], "leptonkit_auto": [], "leptonkit_fp32": []}
+    from leptonkit.versions import cpu_supports_bf16
+
+    precisions = (args.precisions or ("bf16" if cpu_supports_bf16() else "fp32")).split(",")
+    if not set(precisions) <= {"bf16", "fp32"}:
+        raise SystemExit(f"--precisions {args.precisions}: give bf16, fp32 or both")
+    runners = {"hf_trainer": run_hf_trainer, "leptonkit": run_leptonkit}
+    runs: dict[str, list[dict]] = {f"{name}_{p}": [] for p in precisions for name in runners}
     for repeat in range(args.repeats):
-        for name, fn in (
-            ("hf_trainer_dynamic_padding", lambda: run_hf_trainer(features, tokenizer, args.batch_size, args.seed)),
-            ("leptonkit_auto", lambda: run_leptonkit(features, tokenizer, args.batch_size, args.seed, "auto")),
-            ("leptonkit_fp32", lambda: run_leptonkit(features, tokenizer, args.batch_size, args.seed, "fp32")),
-        ):
-            load = os.getloadavg()[0]
-            speed, model = fn()
-            accuracy = dev_accuracy(model, tokenizer, dev)
-            runs[name].append({"samples_per_second": round(speed, 2), "dev_accuracy": accuracy, "load_1min": load})
-            print(f"repeat {repeat} {name}: {speed:.1f} samples/s, dev accuracy {accuracy:.3f}, load {load:.1f}")
-    medians = {name: statistics.median(r["samples_per_second"] for r in rs) for name, rs in runs.items()}
+        for precision in precisions:
+            for name, runner in runners.items():
+                load = os.getloadavg()[0]
+                speed, model = runner(features, tokenizer, args.batch_size, args.seed, precision)
+                accuracy = dev_accuracy(model, tokenizer, dev)
+                row = {"samples_per_second": round(speed, 2), "dev_accuracy": accuracy, "load_1min": load}
+                runs[f"{name}_{precision}"].append(row)
+                print(f"repeat {repeat} {name} {precision}: {speed:.1f} samples/s, dev accuracy {accuracy:.3f}")
+    ratios = {
+        p: [
+            lk["samples_per_second"] / hf["samples_per_second"]
+            for lk, hf in zip(runs[f"leptonkit_{p}"], runs[f"hf_trainer_{p}"], strict=True)
+        ]
+        for p in precisions
+    }
     result = {
         "benchmark": "train_throughput",
         "setup": {
@@ -158,14 +181,17 @@ def main() -> None:
             "dev_rows": len(dev),
             "max_length": MAX_LENGTH,
         },
-        "machine": info,
+        "estimator": ESTIMATOR,
         "runs": runs,
-        "median_samples_per_second": medians,
-        "speedup_vs_hf_trainer": round(medians["leptonkit_auto"] / medians["hf_trainer_dynamic_padding"], 3),
-        "speedup_fp32_vs_hf_trainer": round(medians["leptonkit_fp32"] / medians["hf_trainer_dynamic_padding"], 3),
-        "target": ">= 1.3x the HF Trainer with dynamic padding",
+        "ratios_per_repeat": {p: [round(r, 3) for r in rs] for p, rs in ratios.items()},
+        "speedup_vs_hf_trainer": {p: round(statistics.median(rs), 3) for p, rs in ratios.items()},
+        "target": f">= {TARGET}x the HF Trainer (bf16, dynamic padding, length grouping) in bf16",
     }
-    write_result("train_throughput", result)
+    judged = "bf16" if "bf16" in ratios else precisions[0]
+    result["judged_precision"] = judged
+    result["repeats_meeting_target"] = sum(r >= TARGET for r in ratios[judged])
+    result["meets_target"] = statistics.median(ratios[judged]) >= TARGET
+    write_result("train_throughput", result, info)
 
 
 if __name__ == "__main__":
