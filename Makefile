@@ -13,11 +13,12 @@ export TOKENIZERS_PARALLELISM := false
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned: pip takes the CPU wheel already on this machine instead of a CUDA build.
+# torch first, pinned: pip takes the CPU wheel already on this machine instead of a CUDA build. Then every extra
+# (pyproject.toml) but vllm, which needs a GPU machine and brings its own torch.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[all]'
 	touch $(STAMP)
 
 install: $(STAMP)
