@@ -127,3 +127,17 @@ def test_stream_limit_counts_every_spelling_of_stream_and_frees_slots(served_hom
         assert again.status_code == 200
         metrics = client.get("/metrics", headers=keys["a"]).text
         assert "leptonkit_streams_active 0.0" in metrics
+
+
+def test_encoder_requests_count_one_request_per_input(served_home, keys):
+    config = {"models": ["minilm"], "home": str(served_home), "auth": "on", "rate_limit_rpm": 4}
+    with serve_thread(**config) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+
+        def embed(texts: list[str]) -> httpx.Response:
+            return client.post("/v1/embeddings", json={"model": "minilm", "input": texts}, headers=keys["a"])
+
+        never = embed(["one", "two", "three", "four", "five"])
+        assert never.status_code == 400 and never.json()["error"]["code"] == "requests_per_minute"
+        assert embed(["one", "two", "three"]).status_code == 200  # the refused request counted one
+        refused = embed(["one"])
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "requests_per_minute"

@@ -10,7 +10,8 @@ one way and the model reads another (``"max_tokens": "200"``, ``200.0``, a byte 
   (or what is left of the model's context) explicitly, never more.
 - Rates: a generation request counts as one request per sequence (prompts × ``n``) and reserves its worst case of
   tokens (prompt plus ``max_tokens``, per sequence) against ``--rate-limit-rpm/-tpm``: 429 with ``Retry-After``
-  while the key's buckets are short, 400 when the request could never fit in them.
+  while the key's buckets are short, 400 when the request could never fit in them. An encoder request counts one
+  request per input text.
 - Streams: a request that streams (as the model read ``stream``) takes one of its key's
   ``--max-streams-per-key`` slots, freed by the access middleware when the response ends.
 """
@@ -39,6 +40,13 @@ async def admit_input(request: Request, model: str, texts: list[str]) -> None:
     safety = request.app.state.safety
     if safety.active:
         await safety.check_input(text)
+
+
+async def admit_encoder_input(request: Request, model: str, texts: list[str]) -> None:
+    """An embeddings, classify or NER request: :func:`admit_input`, and one request per input text counted against
+    ``--rate-limit-rpm`` (its tokens are charged when it ends)."""
+    await admit_input(request, model, texts)
+    reserve(request, sequences=len(texts), tokens=0)
 
 
 def check_prompt_tokens(config: ServeConfig, prompts: list[list[int]]) -> None:

@@ -19,6 +19,7 @@ request stays in the tens of microseconds (``benchmarks/ops_overhead.py``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leptonkit.config import home as default_home
@@ -47,6 +48,7 @@ from leptonkit.serve.refusals import BodyTooLargeError, answer, rate_limited
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STATE_KEY = "leptonkit_ops"
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection before the answer
 
 
 @dataclass
@@ -134,8 +136,7 @@ class AccountingMiddleware:
         try:
             await self.app(scope, receive, _stamping(send, record))
         except BaseException as exc:
-            # before the first byte or after it (a stream that broke): the log and metrics show the failure
-            record.status = exc.http_status if isinstance(exc, LeptonkitError) else 500
+            record.status = _failure_status(exc, record.status)
             record.error = type(exc).__name__
             raise
         finally:
@@ -252,6 +253,14 @@ class AccessMiddleware:
                 status=record.status,
                 request_id=record.request_id,
             )
+
+
+def _failure_status(exc: BaseException, status: int) -> int:
+    """The status a request that raised ``exc`` is logged and counted with, before its first byte or after it (a
+    stream that broke): the error's, except that a client who left keeps what it was sent (499 if nothing)."""
+    if isinstance(exc, ClientDisconnect | asyncio.CancelledError):
+        return status or CLIENT_CLOSED
+    return exc.http_status if isinstance(exc, LeptonkitError) else 500
 
 
 def _stamping(send: Send, record: RequestRecord) -> Send:

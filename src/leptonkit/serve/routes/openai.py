@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.serve.admission import admit_input
+from leptonkit.serve.admission import admit_encoder_input, admit_input
 from leptonkit.serve.middleware import annotate
 from leptonkit.serve.models import Target
 from leptonkit.serve.parsing import JsonRoute
@@ -82,7 +82,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
             param="model",
         )
     texts = body.texts()
-    await admit_input(request, body.model, texts)
+    await admit_encoder_input(request, body.model, texts)
     vectors = await target.encoder.run("embed", texts)
     tokens = sum(len(ids) for ids in target.encoder.loaded.tokenizer(texts, truncation=True)["input_ids"])
     annotate(request, prompt_tokens=tokens)  # log line, --rate-limit-tpm

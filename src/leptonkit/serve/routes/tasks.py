@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.explain.serving import run_task
-from leptonkit.serve.admission import admit_input
+from leptonkit.serve.admission import admit_encoder_input
 from leptonkit.serve.engine.encoder import EncoderEngine
 from leptonkit.serve.parsing import JsonRoute
 from leptonkit.serve.protocol import TaskRequest
@@ -29,7 +29,7 @@ def encoder(request: Request, model: str, task: str, endpoint: str) -> EncoderEn
 @router.post("/v1/classify")
 async def classify(body: TaskRequest, request: Request) -> dict[str, Any]:
     engine = encoder(request, body.model, "classification", "/v1/classify")
-    await admit_input(request, body.model, body.texts())
+    await admit_encoder_input(request, body.model, body.texts())
     steps = request.app.state.config.explain_steps
     results = await run_task(engine, "classify", body.texts(), explain=body.explain, steps=steps)
     return {"object": "list", "model": body.model, "data": [{"index": i} | r for i, r in enumerate(results)]}
@@ -38,7 +38,7 @@ async def classify(body: TaskRequest, request: Request) -> dict[str, Any]:
 @router.post("/v1/ner")
 async def ner(body: TaskRequest, request: Request) -> dict[str, Any]:
     engine = encoder(request, body.model, "ner", "/v1/ner")
-    await admit_input(request, body.model, body.texts())
+    await admit_encoder_input(request, body.model, body.texts())
     steps = request.app.state.config.explain_steps
     results = await run_task(engine, "ner", body.texts(), explain=body.explain, steps=steps)
     return {
