@@ -67,9 +67,9 @@ def git_commit() -> str | None:
     return out.stdout.strip()
 
 
-def history(name: str) -> list[dict[str, Any]]:
-    """The runs already recorded in ``results/NAME.json`` (oldest first)."""
-    path = RESULTS / f"{name}.json"
+def history(name: str, folder: Path = RESULTS) -> list[dict[str, Any]]:
+    """The runs already recorded in ``FOLDER/NAME.json`` (oldest first; ``folder`` is ``results/`` unless given)."""
+    path = folder / f"{name}.json"
     if not path.is_file():
         return []
     data = json.loads(path.read_text())
