@@ -60,11 +60,13 @@ def _cpuinfo() -> str:
 
 
 def git_commit() -> str | None:
+    """HEAD, with ``+dirty`` when tracked files under ``src/`` or ``benchmarks/`` differ from it."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        diff = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "src", "benchmarks/*.py"])
     except (OSError, subprocess.CalledProcessError):
         return None
-    return out.stdout.strip()
+    return head.stdout.strip() + ("+dirty" if diff.returncode else "")
 
 
 def history(name: str, folder: Path = RESULTS) -> list[dict[str, Any]]:
