@@ -17,7 +17,7 @@ def serve(
     engine: str = typer.Option("auto", "--engine", help="auto, native or vllm (auto: vLLM on a GPU when installed)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16 or float32 (auto: bf16 where native)."),
     max_num_seqs: int = typer.Option(64, "--max-num-seqs", help="Sequences decoded together."),
-    max_queue: int = typer.Option(256, "--max-queue", help="Waiting requests per model before 429."),
+    max_queue: int = typer.Option(256, "--max-queue", help="Waiting sequences (prompts x n) per model before 429."),
     max_batched_tokens: int = typer.Option(2048, "--max-batched-tokens", help="Token budget of one engine step."),
     max_adapters: int = typer.Option(8, "--max-adapters", help="Adapters loaded at once (LRU eviction)."),
     request_timeout: float = typer.Option(600.0, "--request-timeout", help="Seconds before a request answers 504."),

@@ -57,7 +57,7 @@ class _Sampling(_Body):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=16)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as vLLM: larger seeds are a 400
     stop: Text | list[Text] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

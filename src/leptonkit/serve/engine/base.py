@@ -3,7 +3,8 @@
 A request is submitted as prompt token ids plus :class:`SamplingParams`; the engine answers with an async stream of
 :class:`Delta` objects, one per generated token (text may be empty while a multi-byte character or a possible stop
 string is held back), the last one carrying ``finish_reason``. Closing the stream early aborts the request and frees
-its slot at the next engine step.
+its slot at the next engine step. A stream may instead raise a :class:`LeptonkitError`: :class:`SequenceError` when
+this one sequence failed (the rest of the batch goes on), or the error that ended the whole batch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ class QueueFullError(LeptonkitError):
     error_type = "rate_limit_error"
 
 
+class SequenceError(LeptonkitError):
+    """One sequence failed in the shared engine step (its sampling, its stop strings): that sequence ends with this
+    error and every other sequence of the batch goes on. Sampling settings are normalised to ranges the kernels
+    handle (:class:`SamplingParams`), so what still gets here is specific to this request: a 400, not a 500."""
+
+    error_type = "invalid_request_error"
+
+
 class DeadlineError(LeptonkitError):
     """A request did not finish within the server's request timeout (HTTP 504)."""
 
@@ -31,9 +40,17 @@ class DeadlineError(LeptonkitError):
     error_type = "timeout_error"
 
 
+# vLLM's thresholds (vllm/sampling_params.py: _SAMPLING_EPS, _MAX_TEMP): below GREEDY_BELOW sampling is greedy;
+# between it and MIN_TEMPERATURE the temperature is raised to MIN_TEMPERATURE, where ``logits / temperature`` stays
+# finite (``temperature: 1e-45`` made it inf, softmax NaN, and ``torch.multinomial`` raised for the whole batch).
+GREEDY_BELOW = 1e-5
+MIN_TEMPERATURE = 1e-2
+
+
 @dataclass
 class SamplingParams:
-    """Per-request sampling: ``temperature == 0`` is greedy; ``seed`` makes sampling reproducible."""
+    """Per-request sampling: ``temperature`` below :data:`GREEDY_BELOW` is greedy (stored as 0), a positive one below
+    :data:`MIN_TEMPERATURE` is raised to it; ``seed`` makes sampling reproducible (any int, reduced modulo 2**64)."""
 
     max_tokens: int
     temperature: float = 1.0
@@ -43,6 +60,12 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.temperature < GREEDY_BELOW:
+            self.temperature = 0.0
+        elif self.temperature < MIN_TEMPERATURE:
+            self.temperature = MIN_TEMPERATURE
 
     @property
     def greedy(self) -> bool:
@@ -79,8 +102,12 @@ class GenerationEngine(Protocol):
 
     async def stop(self) -> None: ...
 
+    def check_room(self, sequences: int, owner: str | None = None) -> None:
+        """Raise unless ``sequences`` more sequences of ``owner`` (an API key's name) can be queued now:
+        :class:`QueueFullError` (429) when they could later, ``InvalidInputError`` (400) when they never can."""
+
     def generate(
-        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None
+        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None, owner: str | None = None
     ) -> AsyncIterator[Delta]: ...
 
     async def add_adapter(self, name: str, path: str) -> None: ...

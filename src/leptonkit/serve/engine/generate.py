@@ -2,9 +2,14 @@
 
 One engine thread owns the model. Each iteration it
 1. drops sequences that finished or whose client went away (their rows leave the KV cache),
-2. admits waiting requests up to ``max_num_seqs`` and a token budget (``max_batched_tokens`` minus one token per
-   running sequence) and prefills them together (left-padded, one forward), merging their KV cache into the batch,
+2. admits waiting sequences up to ``max_num_seqs`` and a token budget (``max_batched_tokens`` minus one token per
+   running sequence), round-robin across API keys (``scheduler``: how requests are counted, shared and ordered),
+   and prefills them together (left-padded, one forward), merging their KV cache into the batch,
 3. runs one decode step for every running sequence at once.
+
+A failure that belongs to one sequence (its sampling, its stop strings, its logprobs) ends that sequence with a
+:class:`SequenceError` and the batch goes on; only a failure of the shared forward (a bug, out of memory) ends the
+batch. The per-row guards are ``try`` blocks, which cost nothing until they raise.
 
 Rows are right-aligned: all sequences share the cache's column index, padding sits on the left and is masked, and
 each row has its own position ids, so rows of different lengths decode in one ``forward``. Joining pads the shorter
@@ -22,7 +27,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +35,7 @@ import torch
 from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
 from leptonkit.serve.engine import torch_threads
-from leptonkit.serve.engine.base import Delta, QueueFullError, SamplingParams, TokenLogprob, deliver
+from leptonkit.serve.engine.base import Delta, SamplingParams, SequenceError, TokenLogprob, deliver
 from leptonkit.serve.engine.compiled_step import CompiledStep, compiled_step
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
@@ -39,6 +43,7 @@ from leptonkit.serve.engine.fused_decoder import fused_decoder
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.multi_lora import MultiLora
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
+from leptonkit.serve.engine.scheduler import FairQueue
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +51,19 @@ _ids = itertools.count()
 
 
 class _Sequence:
-    def __init__(self, engine: NativeEngine, prompt_ids: list[int], params: SamplingParams, adapter: str | None):
+    def __init__(
+        self,
+        engine: NativeEngine,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        adapter: str | None,
+        owner: str | None,
+    ) -> None:
         self.id = next(_ids)
         self.prompt_ids = prompt_ids
         self.params = params
         self.adapter = adapter
+        self.owner = owner  # the API key's name: the scheduler's unit of fairness
         self.queue: asyncio.Queue = asyncio.Queue()
         self.generator = make_generator(params)
         self.detok = Detokenizer(engine.tokenizer, params.stop)
@@ -104,7 +117,7 @@ class NativeEngine:
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self.device = next(model.parameters()).device
         self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
-        self._waiting: deque[_Sequence] = deque()
+        self._waiting = FairQueue(name, max_queue, max_num_seqs)
         self._cv = threading.Condition()
         self._model_lock = threading.Lock()
         self._stopping = False
@@ -137,16 +150,19 @@ class NativeEngine:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None):
-        """Queue a request now (raising :class:`QueueFullError` at once) and return its stream of deltas."""
-        seq = _Sequence(self, prompt_ids, params, adapter)
+    def check_room(self, sequences: int, owner: str | None = None) -> None:
+        """Refuse (429, or 400 when it never could fit) ``sequences`` more sequences of ``owner`` (``scheduler``)."""
         with self._cv:
-            if len(self._waiting) >= self.max_queue:
-                raise QueueFullError(
-                    f"model {self.name} has {len(self._waiting)} requests waiting (limit {self.max_queue})",
-                    hint="retry after a moment",
-                )
-            self._waiting.append(seq)
+            self._waiting.check_room(sequences, owner)
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None, owner: str | None = None
+    ):
+        """Queue one sequence now (raising as :meth:`check_room` does, at once) and return its stream of deltas."""
+        seq = _Sequence(self, prompt_ids, params, adapter, owner)
+        with self._cv:
+            self._waiting.check_room(1, owner)
+            self._waiting.push(seq)
             self._m_waiting.set(len(self._waiting))
             self._cv.notify()
         return self._stream(seq)
@@ -222,17 +238,10 @@ class NativeEngine:
         self._fail([*self._seqs, *self._waiting], RuntimeError("the server is shutting down"))
 
     def _admit(self) -> list[_Sequence]:
-        budget = self.max_batched_tokens - len(self._seqs)
-        admitted: list[_Sequence] = []
-        while self._waiting and len(self._seqs) + len(admitted) < self.max_num_seqs:
-            seq = self._waiting[0]
-            if seq.aborted:
-                self._waiting.popleft()
-                continue
-            if admitted and len(seq.prompt_ids) > budget:
-                break
-            budget -= len(self._waiting.popleft().prompt_ids)
-            admitted.append(seq)
+        if not self._waiting:
+            return []
+        slots = self.max_num_seqs - len(self._seqs)
+        admitted = self._waiting.admit(self._seqs, slots, self.max_batched_tokens - len(self._seqs))
         self._m_waiting.set(len(self._waiting))
         return admitted
 
@@ -319,31 +328,49 @@ class NativeEngine:
         self._seqs = [self._seqs[row] for row in keep]
 
     def _emit(self, seqs: list[_Sequence], logits: torch.Tensor, out: list) -> None:
-        tokens = sample(logits, [s.params for s in seqs], [s.generator for s in seqs]).tolist()
+        sampled = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
         now = time.perf_counter()
         emitted = 0
-        for row, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
+        for row, (seq, token) in enumerate(zip(seqs, sampled.tokens, strict=True)):
             if seq.finished or seq.aborted:
                 continue
-            emitted += 1
-            if seq.generated == 0:
-                self._m_ttft.observe(now - seq.arrival)
-            else:
-                self._m_itl.observe(now - seq.last_time)
-            seq.last_time, seq.last_token = now, token
-            seq.generated += 1
-            logprob = self._logprob(logits[row], token, seq.params) if seq.params.logprobs else None
-            finish = None
-            if (token in self.eos_ids and not seq.params.ignore_eos) or seq.detok.add(token):
-                finish = "stop"
-            elif seq.generated >= seq.params.max_tokens or len(seq.prompt_ids) + seq.generated >= self.context_length:
-                finish = "length"
-            seq.finished = finish is not None
-            text = seq.detok.take(final=seq.finished)
-            out.append(
-                (seq.queue, Delta(text, [token], logprob, finish, len(seq.prompt_ids), seq.generated)),
-            )
+            try:
+                if row in sampled.errors:
+                    raise sampled.errors[row]
+                out.append((seq.queue, self._advance(seq, token, logits[row], now)))
+                emitted += 1
+            except Exception as err:  # this sequence's own failure: end it, not the batch
+                self._fail_one(seq, err, out)
         self._m_generated.inc(emitted)
+
+    def _advance(self, seq: _Sequence, token: int, logits: torch.Tensor, now: float) -> Delta:
+        """Add ``token`` to ``seq``: metrics, stop and length checks, and the delta to send."""
+        if seq.generated == 0:
+            self._m_ttft.observe(now - seq.arrival)
+        else:
+            self._m_itl.observe(now - seq.last_time)
+        seq.last_time, seq.last_token = now, token
+        seq.generated += 1
+        logprob = self._logprob(logits, token, seq.params) if seq.params.logprobs else None
+        finish = None
+        if (token in self.eos_ids and not seq.params.ignore_eos) or seq.detok.add(token):
+            finish = "stop"
+        elif seq.generated >= seq.params.max_tokens or len(seq.prompt_ids) + seq.generated >= self.context_length:
+            finish = "length"
+        seq.finished = finish is not None
+        text = seq.detok.take(final=seq.finished)
+        return Delta(text, [token], logprob, finish, len(seq.prompt_ids), seq.generated)
+
+    def _fail_one(self, seq: _Sequence, err: Exception, out: list) -> None:
+        """End one sequence with a :class:`SequenceError`; its row leaves the batch at the next step."""
+        log.warning("sequence %d of %s failed at token %d: %r", seq.id, self.name, seq.generated, err)
+        seq.finished = True
+        reason = (str(err) or type(err).__name__).splitlines()[0][:200]
+        error = SequenceError(
+            f"generation failed at token {seq.generated} of this choice: {reason}",
+            hint="check the request's sampling settings (temperature, top_p, seed) and stop strings",
+        )
+        out.append((seq.queue, error))
 
     def _logprob(self, logits: torch.Tensor, token: int, params: SamplingParams) -> TokenLogprob:
         chosen, top = token_logprobs(logits, torch.tensor(token), params.top_logprobs)

@@ -86,7 +86,12 @@ class VllmEngine:
         if lora is not None and self.engine is not None:
             await self.engine.remove_lora(lora.lora_int_id)
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None):
+    def check_room(self, sequences: int, owner: str | None = None) -> None:
+        """vLLM schedules and queues on its own (its scheduler, not the per-key shares of ``engine.scheduler``)."""
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None, owner: str | None = None
+    ):
         from vllm import SamplingParams as VllmSampling
         from vllm.sampling_params import RequestOutputKind
 

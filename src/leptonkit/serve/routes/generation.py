@@ -19,10 +19,10 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from leptonkit.errors import InvalidInputError
+from leptonkit.errors import InvalidInputError, LeptonkitError
 from leptonkit.serve.admission import check_prompt_tokens, max_tokens, open_stream, reserve
 from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, collect
-from leptonkit.serve.middleware import annotate, metered
+from leptonkit.serve.middleware import annotate, metered, record_of
 from leptonkit.serve.models import Target
 from leptonkit.serve.protocol import error_body
 
@@ -129,6 +129,8 @@ async def respond(
     reserve(request, sequences=len(prompts) * body.n, tokens=worst_case)  # --rate-limit-rpm/-tpm
     if body.stream:
         open_stream(request)  # --max-streams-per-key
+    owner = _key_name(request)
+    engine.check_room(len(prompts) * body.n, owner)  # every sequence of the request, before any is queued
     safety = request.app.state.safety  # output policy: redaction, blocklist, classifier (serve/safety.py)
     if target.adapter:
         await request.app.state.models.adapters.acquire(target.adapter)
@@ -138,7 +140,9 @@ async def respond(
         for prompt, p in zip(prompts, params, strict=True):
             for choice in range(body.n):
                 seeded = p if p.seed is None else SamplingParams(**{**p.__dict__, "seed": p.seed + choice})
-                streams.append(metered(request, safety.wrap(engine.generate(prompt, seeded, adapter=target.adapter))))
+                streams.append(
+                    metered(request, safety.wrap(engine.generate(prompt, seeded, adapter=target.adapter, owner=owner)))
+                )
     except BaseException:
         for stream in streams:
             await stream.aclose()
@@ -192,6 +196,13 @@ async def respond(
         config.request_timeout,
     )
     return StreamingResponse(sse, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _key_name(request: Request) -> str | None:
+    """The name of the API key the access middleware authenticated (``None`` without auth): the engine shares
+    its queue and batch fairly between keys (``engine.scheduler``)."""
+    record = record_of(request)
+    return record.extra.get("key") if record is not None else None
 
 
 def _deadline(seconds: float) -> DeadlineError:
@@ -274,10 +285,10 @@ async def _sse(
                 yield _dump(head | {"choices": [choice]})
             async with asyncio.timeout_at(deadline):
                 pending = await anext(events, None)
-    except TimeoutError:
-        error = _deadline(timeout)
+    except (TimeoutError, LeptonkitError) as err:  # the deadline, or one choice failed (engine.base.SequenceError)
+        error = _deadline(timeout) if isinstance(err, TimeoutError) else err
         annotate(request, status=error.http_status, error=error.error_type)
-        yield _dump(error_body(error.message, error.error_type, code=error.http_status))
+        yield _dump(error_body(str(error), error.error_type, error.param, error.http_status))
     finally:
         await events.aclose()
     if include_usage:

@@ -1,0 +1,173 @@
+"""One request cannot end another's: hostile sampling settings and a sequence that fails inside the shared engine
+step leave every other key's stream complete, on a real server with API keys (tiny Llama, real uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from leptonkit.security.keys import KeyStore
+from tests.serve.conftest import ServerThread, serve_thread
+
+LONG = {"model": "tiny", "prompt": "Hello world", "max_tokens": 60, "ignore_eos": True, "stream": True}
+
+
+@pytest.fixture(scope="module")
+def keys(served_home: Path) -> dict[str, str]:
+    store = KeyStore(served_home)
+    return {name: store.create(f"isolation-{name}", "inference")[1] for name in ("alice", "bob", "mallory")}
+
+
+@pytest.fixture(scope="module")
+def broken_adapter(served_home: Path, tiny_adapters: list[Path], tmp_path_factory) -> str:
+    """A LoRA adapter whose weights are finite but huge: its rows overflow to NaN logits and cannot be sampled,
+    while the rows of other requests in the same step stay exact (their mask zeroes its columns)."""
+    from safetensors.torch import load_file, save_file
+
+    from leptonkit.registry import Registry
+
+    folder = tmp_path_factory.mktemp("broken-lora")
+    shutil.copytree(tiny_adapters[0], folder, dirs_exist_ok=True)
+    weights = folder / "adapter_model.safetensors"
+    save_file({name: t * 1e30 for name, t in load_file(weights).items()}, weights)
+    Registry(served_home).register(str(folder), name="broken", base="tiny:1", task="generation")
+    return "broken"
+
+
+@pytest.fixture(scope="module")
+def server(served_home: Path, keys, broken_adapter) -> Iterator[ServerThread]:
+    with serve_thread(
+        models=["tiny"],
+        adapters={broken_adapter: broken_adapter},
+        home=str(served_home),
+        dtype="float32",
+        auth="on",
+        max_num_seqs=8,
+    ) as running:
+        yield running
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def _stream(client: httpx.AsyncClient, key: str, body: dict, started: asyncio.Event | None = None) -> dict:
+    """A streamed completion read to its end: its status, the text chunks, finish reasons, errors, and [DONE]."""
+    seen: dict = {"status": None, "tokens": 0, "finish": [], "errors": [], "done": False}
+    async with client.stream("POST", "/v1/completions", json=body, headers=_auth(key)) as response:
+        seen["status"] = response.status_code
+        if response.status_code != 200:
+            seen["errors"].append(json.loads(await response.aread())["error"])
+            return seen
+        async for line in response.aiter_lines():
+            if line == "data: [DONE]":
+                seen["done"] = True
+            elif line.startswith("data: "):
+                event = json.loads(line[6:])
+                if "error" in event:
+                    seen["errors"].append(event["error"])
+                    continue
+                for choice in event["choices"]:
+                    seen["tokens"] += 1
+                    if choice["finish_reason"]:
+                        seen["finish"].append(choice["finish_reason"])
+                if started is not None:
+                    started.set()
+    return seen
+
+
+async def _beside_others(server: ServerThread, keys: dict[str, str], hostile: dict, *, stream: bool) -> tuple:
+    """Send ``hostile`` from mallory while alice and bob each have two streams running: (their results, its)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+        started = [asyncio.Event() for _ in range(4)]
+        others = [
+            asyncio.create_task(_stream(client, keys[who], LONG | {"temperature": 0.8}, started[i]))
+            for i, who in enumerate(("alice", "alice", "bob", "bob"))
+        ]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 60)  # all four are decoding
+        if stream:
+            answer = await _stream(client, keys["mallory"], hostile | {"stream": True})
+        else:
+            response = await client.post("/v1/completions", json=hostile, headers=_auth(keys["mallory"]))
+            answer = {"status": response.status_code, "body": response.json()}
+        return await asyncio.gather(*others), answer
+
+
+def _complete(result: dict) -> bool:
+    return result["status"] == 200 and result["done"] and result["finish"] == ["length"] and not result["errors"]
+
+
+HOSTILE = {
+    "temperature 1e-45": {"temperature": 1e-45},
+    "temperature 1e-300": {"temperature": 1e-300},
+    "temperature 5e-3": {"temperature": 5e-3},
+    "top_p 1e-300": {"top_p": 1e-300},
+    "both": {"temperature": 1e-300, "top_p": 1e-300},
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("settings", HOSTILE.values(), ids=HOSTILE.keys())
+def test_extreme_sampling_settings_are_served_and_harm_no_other_stream(server, keys, settings, stream):
+    hostile = {"model": "tiny", "prompt": "To be, or not to be", "max_tokens": 8, "ignore_eos": True} | settings
+    others, answer = asyncio.run(_beside_others(server, keys, hostile, stream=stream))
+    assert all(_complete(r) for r in others), others
+    assert answer["status"] == 200, answer
+    if stream:
+        assert answer["done"] and answer["finish"] == ["length"] and not answer["errors"]
+    else:
+        assert answer["body"]["usage"]["completion_tokens"] == 8
+
+
+def test_tiny_temperature_is_greedy_and_tiny_top_p_keeps_the_likeliest_token(server, keys):
+    body = {"model": "tiny", "prompt": "All the world's", "max_tokens": 12, "ignore_eos": True}
+    with httpx.Client(base_url=server.url, headers=_auth(keys["alice"]), timeout=60) as client:
+        texts = {
+            name: client.post("/v1/completions", json=body | settings).json()["choices"][0]["text"]
+            for name, settings in {
+                "greedy": {"temperature": 0},
+                "1e-45": {"temperature": 1e-45},
+                "top_p": {"temperature": 1.0, "top_p": 1e-300, "seed": 3},
+            }.items()
+        }
+    assert texts["1e-45"] == texts["greedy"] == texts["top_p"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_sequence_that_fails_in_the_shared_step_ends_alone_with_a_400(server, keys, broken_adapter, stream):
+    hostile = {"model": broken_adapter, "prompt": "To be", "max_tokens": 8, "temperature": 1.0, "n": 2}
+    others, answer = asyncio.run(_beside_others(server, keys, hostile, stream=stream))
+    assert all(_complete(r) for r in others), others
+    assert answer["status"] == 400, answer
+    error = answer["errors"][0] if stream else answer["body"]["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "generation failed at token 0" in error["message"]
+    ok = httpx.post(
+        f"{server.url}/v1/completions", json=LONG | {"stream": False}, headers=_auth(keys["mallory"]), timeout=60
+    )
+    assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 60  # the engine serves on
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**64 + 1, -(2**63) - 1, 10**40])
+def test_seed_outside_int64_is_a_400_naming_seed(server, keys, seed):
+    body = {"model": "tiny", "prompt": "Hello", "max_tokens": 2, "seed": seed}
+    response = httpx.post(f"{server.url}/v1/completions", json=body, headers=_auth(keys["bob"]), timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "seed"
+
+
+@pytest.mark.parametrize("seed", [2**63 - 1, -(2**63), 0])
+def test_seeds_at_the_ends_of_int64_reproduce_with_n_choices(server, keys, seed):
+    body = {"model": "tiny", "prompt": "Hello", "max_tokens": 6, "seed": seed, "n": 16, "ignore_eos": True}
+    with httpx.Client(base_url=server.url, headers=_auth(keys["bob"]), timeout=60) as client:
+        first, again = (client.post("/v1/completions", json=body) for _ in range(2))
+    assert first.status_code == again.status_code == 200, first.text
+    texts = [c["text"] for c in first.json()["choices"]]
+    assert texts == [c["text"] for c in again.json()["choices"]]
+    assert len(set(texts)) > 1  # seed + choice index: the choices differ
