@@ -96,7 +96,7 @@ def main() -> None:
             "peak_rss_mb<1024": results["sst2_patterns_near_dedup"]["peak_rss_mb"] < 1024,
         }
         print(json.dumps(results, indent=2), flush=True)
-        from leptonkit.privacy.pii import find_pii_model
+        from leptonkit.registry.pii import find_pii_model
 
         model = find_pii_model() if args.pii_model == "auto" else args.pii_model
         if args.pii_model == "none":
