@@ -1,5 +1,6 @@
-"""Serving fixtures: a tiny Llama generator with a trained byte-level BPE tokenizer and chat template, LoRA adapters
-on it, tiny encoders, and a real uvicorn server on 127.0.0.1 (a free port) in a background thread."""
+"""Serving fixtures: a tiny Llama generator with a trained byte-level BPE tokenizer and chat template (random
+weights, or pretrained by leptonkit for a few hundred steps), LoRA adapters on it, tiny encoders, and a real uvicorn
+server on 127.0.0.1 (a free port) in a background thread."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_bert_config
+from tests.conftest import REPO, tiny_bert_config
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -21,6 +22,9 @@ CORPUS = [
     "Données, modèles, serveurs: ça marche aussi en français. 日本語もOK 🙂",
 ]
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+GENERATOR_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                   "num_key_value_heads": 1, "max_position_embeddings": 128}  # fmt: skip
+STORIES = REPO / "examples" / "data" / "tinystories_sample.txt"
 
 
 @pytest.fixture(scope="session")
@@ -36,10 +40,8 @@ def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from leptonkit.train.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(CORPUS * 20, vocab_size=512, min_frequency=1)
-    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
-    sizes |= {"num_key_value_heads": 1, "max_position_embeddings": 128}
     torch.manual_seed(0)
-    model = LlamaForCausalLM(llama_config("tiny", vocab_size=len(tokenizer), tokenizer=tokenizer, **sizes))
+    model = LlamaForCausalLM(llama_config("tiny", vocab_size=len(tokenizer), tokenizer=tokenizer, **GENERATOR_SIZES))
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
     folder = tmp_path_factory.mktemp("tiny-generator")
     model.save_pretrained(folder)
@@ -48,8 +50,48 @@ def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_adapters(tiny_generator: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two LoRA adapters with non-zero weights, so that each visibly changes the base model's output."""
+def trained_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_generator``'s shape, pretrained by ``leptonkit.pretrain`` for 300 steps of 8 blocks of 128 tokens on
+    60,000 characters of the bundled TinyStories sample, with its own 512-token BPE tokenizer (20 s on one idle CPU
+    core, 40 s on a busy one). Random weights send greedy decoding into one repeated token; this model's greedy
+    continuations are varied sentences, so tests that compare greedy tokens compare real choices."""
+    import torch
+
+    import leptonkit
+    from leptonkit.registry import Registry
+
+    root = tmp_path_factory.mktemp("trained-generator")
+    corpus = root / "stories.txt"
+    corpus.write_text(STORIES.read_text(encoding="utf-8")[:60_000], encoding="utf-8")
+    model = [f"pretrain.model.{key}={value}" for key, value in GENERATOR_SIZES.items()]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small gains nothing from a second thread, and loses much on a busy CPU
+    try:
+        version = leptonkit.pretrain(
+            corpus,
+            name="stories",
+            vocab_size=512,
+            block_size=128,
+            run_dir=str(root / "run"),
+            overrides=[*model, "pretrain.samples=0", "pretrain.valid_fraction=0.05"],
+            registry=Registry(root / "home"),
+            log=lambda _: None,
+            max_steps=300,
+            batch_size=8,
+            lr=3e-3,
+            precision="fp32",
+            eval_every=1000,  # evaluate once, at the end
+            checkpoint_every=1000,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return version.path
+
+
+def random_lora_adapters(
+    base: Path, tmp_path_factory: pytest.TempPathFactory, prefix: str, alpha: int = 64
+) -> list[Path]:
+    """Two LoRA adapters on ``base`` with non-zero (seeded random) weights, so that each changes its output."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -57,14 +99,35 @@ def tiny_adapters(tiny_generator: Path, tmp_path_factory: pytest.TempPathFactory
     folders = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        base = AutoModelForCausalLM.from_pretrained(tiny_generator)
         peft_model = get_peft_model(
-            base, LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+            AutoModelForCausalLM.from_pretrained(base),
+            LoraConfig(r=4, lora_alpha=alpha, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
         )
-        folder = tmp_path_factory.mktemp(f"lora-{seed}")
+        folder = tmp_path_factory.mktemp(f"{prefix}-{seed}")
         peft_model.save_pretrained(folder)
         folders.append(folder)
     return folders
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_generator: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two LoRA adapters with non-zero weights, so that each visibly changes the base model's output."""
+    return random_lora_adapters(tiny_generator, tmp_path_factory, "lora")
+
+
+@pytest.fixture(scope="session")
+def trained_adapters(trained_generator: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two LoRA adapters on ``trained_generator``, scaled down (alpha 2, not 64) so that each changes every greedy
+    continuation yet leaves it varied: at full scale random weights drown the trained ones."""
+    return random_lora_adapters(trained_generator, tmp_path_factory, "trained-lora", alpha=2)
+
+
+def assert_diverse(continuations: list[list[int]], *, distinct: int = 5) -> None:
+    """Greedy continuations that test something: each holds ``distinct`` different tokens or more (not one token
+    repeated), and no two prompts continue alike."""
+    for tokens in continuations:
+        assert len(set(tokens)) >= min(distinct, len(tokens)), tokens
+    assert len({tuple(tokens) for tokens in continuations}) == len(continuations), continuations
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,7 @@
-"""The native engine in-process: continuous batching decodes exactly like ``transformers.generate``."""
+"""The native engine in-process: continuous batching decodes exactly like ``transformers.generate``.
+
+Greedy-equality tests run the tiny Llama that leptonkit pretrains for a few hundred steps (``trained_generator``), so
+each prompt continues with varied tokens (checked) rather than one token repeated."""
 
 from __future__ import annotations
 
@@ -14,11 +17,13 @@ from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
+from tests.serve.conftest import assert_diverse
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_generator):
-    return AutoModelForCausalLM.from_pretrained(tiny_generator).eval(), AutoTokenizer.from_pretrained(tiny_generator)
+def tiny(trained_generator):
+    model = AutoModelForCausalLM.from_pretrained(trained_generator).eval()
+    return model, AutoTokenizer.from_pretrained(trained_generator)
 
 
 TWO_PROMPTS = ("Hello world", "To be, or not to be, that is")
@@ -35,6 +40,7 @@ def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, length
             ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
             out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
             expected.append(out[0, ids.shape[1] :].tolist())
+    assert_diverse(expected)
 
     async def run() -> tuple[list[list[int]], list[int]]:
         engine = NativeEngine("tiny", model, tokenizer, max_num_seqs=2)  # the 3rd and 4th join as others leave
@@ -79,30 +85,40 @@ def test_models_outside_the_llama_family_decode_through_the_generic_forward(tiny
 
 @pytest.mark.parametrize("family", ["mistral", "qwen2"])
 def test_other_llama_family_decoders_take_the_fused_forward_and_decode_like_generate(tiny, family):
+    """Mistral and Qwen2 name their weights as Llama does: they get the trained Llama's (Qwen2 adds random q/k/v
+    biases), so their greedy continuations are varied too."""
     from transformers import AutoConfig
 
-    _, tokenizer = tiny
+    trained, tokenizer = tiny
     torch.manual_seed(0)
     sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
     config = AutoConfig.for_model(
         family, vocab_size=len(tokenizer), num_key_value_heads=1, sliding_window=None, **sizes
     )
     model = AutoModelForCausalLM.from_config(config).eval()
+    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    assert not unexpected and all(name.endswith("_proj.bias") for name in missing)
     if family == "qwen2":
         assert model.model.layers[0].self_attn.q_proj.bias is not None  # fused with its bias
+        with torch.no_grad():
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0, 0.02)  # non-zero, so that a fused forward that dropped them would differ
     engine = NativeEngine(family, model, tokenizer)
     assert engine._fused is not None
     prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
-    assert asyncio.run(_decode_together(engine, prompts, 20)) == _generate_each(model, prompts, 20)
+    expected = _generate_each(model, prompts, 20)
+    assert_diverse(expected)
+    assert asyncio.run(_decode_together(engine, prompts, 20)) == expected
 
 
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
     model, tokenizer = tiny
-    prompts = [tokenizer(word)["input_ids"] for word in ("Hello", "The", "To")]
+    prompts = [tokenizer(word)["input_ids"] for word in ("The", "Once", "Lily")]
     assert [len(ids) for ids in prompts] == [1, 1, 1]
     with torch.inference_mode():
         out = model.generate(torch.tensor(prompts), max_new_tokens=12, min_new_tokens=12, do_sample=False)
-
+    assert_diverse(out[:, 1:].tolist())
     assert asyncio.run(_decode_together(NativeEngine("tiny", model, tokenizer), prompts, 12)) == out[:, 1:].tolist()
 
 
@@ -183,9 +199,9 @@ def test_sliding_window_models_are_refused_with_a_hint(tiny):
         NativeEngine("mistral", MistralForCausalLM(config), tiny[1])
 
 
-def test_packed_bf16_linears_compute_what_plain_ones_do(tiny_generator):
-    plain = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
-    packed = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
+def test_packed_bf16_linears_compute_what_plain_ones_do(trained_generator):
+    plain = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+    packed = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
     count = pack_linears(packed)
     if count == 0:
         pytest.skip("this torch build has no oneDNN (mkldnn) linear ops")
@@ -200,7 +216,7 @@ def test_packed_bf16_linears_compute_what_plain_ones_do(tiny_generator):
     with torch.enable_grad():  # with autograd on, the plain op runs, so gradients flow
         packed(ids).logits.sum().backward()
     assert packed.model.layers[0].mlp.down_proj.weight.grad is not None
-    assert pack_linears(AutoModelForCausalLM.from_pretrained(tiny_generator)) == 0  # fp32 layers stay as they are
+    assert pack_linears(AutoModelForCausalLM.from_pretrained(trained_generator)) == 0  # fp32 layers stay as they are
 
 
 def test_packed_linear_rows_are_padded_to_few_shapes():
@@ -209,9 +225,10 @@ def test_packed_linear_rows_are_padded_to_few_shapes():
     assert len(set(sizes[2048:])) == 8  # one octave (2049..4096 rows) compiles eight shapes, not 2,048
 
 
-def test_mixed_lora_batch_decodes_like_peft_for_each_adapter(tiny_generator, tiny_adapters):
+def test_mixed_lora_batch_decodes_like_peft_for_each_adapter(trained_generator, trained_adapters):
     from peft import PeftModel
 
+    tiny_generator, tiny_adapters = trained_generator, trained_adapters
     tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
     prompts = ["Hello world", "To be, or not to be", "All the world's a stage", "ça va"]
     adapters = ["first", None, "second", "first"]
@@ -224,6 +241,7 @@ def test_mixed_lora_batch_decodes_like_peft_for_each_adapter(tiny_generator, tin
             ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
             out = model.generate(ids, max_new_tokens=10, min_new_tokens=10, do_sample=False)
             expected.append(out[0, ids.shape[1] :].tolist())
+    assert_diverse(expected)
     assert expected[0] != expected[1] != expected[2]  # the adapters visibly change the output
 
     async def run() -> list[list[int]]:
