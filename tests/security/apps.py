@@ -33,7 +33,7 @@ def ops_app() -> FastAPI:
     async def echo(body: EchoRequest, request: Request):
         words = body.prompt.split()[: body.max_tokens]
         annotate(request, model=body.model, prompt_tokens=len(body.prompt.split()), completion_tokens=len(words))
-        annotate(request, output=" ".join(words))
+        annotate(request, prompt=body.prompt, output=" ".join(words))  # what a real route's admission notes
         return {"text": " ".join(words)}
 
     @app.post("/v1/adapters", tags=["admin"])

@@ -25,6 +25,23 @@ def _serving(served_home, **config) -> Iterator[httpx.Client]:
         yield client
 
 
+@contextlib.contextmanager
+def _access_lines() -> Iterator[list[dict]]:
+    """The access log lines written while the block runs."""
+    lines: list[dict] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(JsonFormatter().format(record)))
+
+    handler = Collect()
+    logging.getLogger(ACCESS_LOGGER).addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logging.getLogger(ACCESS_LOGGER).removeHandler(handler)
+
+
 def test_unauthenticated_flood_writes_bounded_audit_lines(served_home, tmp_path):
     audit = tmp_path / "audit.log"
     long_path = "/v1/" + "a" * 60_000
@@ -93,28 +110,20 @@ def test_slow_headers_and_idle_connections_are_closed(served_home):
 
 
 def test_a_stream_that_fails_after_its_first_byte_is_logged_with_the_error_status(served_home):
-    lines: list[dict] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(JsonFormatter().format(record)))
-
-    handler = Collect()
-    logging.getLogger(ACCESS_LOGGER).addHandler(handler)
     # one sequence at a time and 64 of them: the first token comes at once, the last long after the 2 s timeout
     body = {"model": "tiny", "prompt": ["Hello", "world", "fox", "dog"], "n": 16, "max_tokens": 100}
     body |= {"ignore_eos": True, "stream": True}
-    try:
-        with serve_thread(
+    with (
+        _access_lines() as lines,
+        serve_thread(
             models=["tiny"], home=str(served_home), dtype="float32", max_num_seqs=1, max_queue=256, request_timeout=2
-        ) as server:
-            headers = {"X-Request-ID": "broken-stream"}
-            with httpx.stream("POST", server.url + "/v1/completions", json=body, headers=headers, timeout=60) as r:
-                assert r.status_code == 200
-                events = [line for line in r.iter_lines() if line.startswith("data: {")]
-            metrics = httpx.get(server.url + "/metrics").text
-    finally:
-        logging.getLogger(ACCESS_LOGGER).removeHandler(handler)
+        ) as server,
+    ):
+        headers = {"X-Request-ID": "broken-stream"}
+        with httpx.stream("POST", server.url + "/v1/completions", json=body, headers=headers, timeout=60) as r:
+            assert r.status_code == 200
+            events = [line for line in r.iter_lines() if line.startswith("data: {")]
+        metrics = httpx.get(server.url + "/metrics").text
     error = json.loads(events[-1][6:])["error"]
     assert error["code"] == 504 and len(events) > 1
     line = next(line for line in lines if line.get("request_id") == "broken-stream")
@@ -134,3 +143,14 @@ def test_not_found_messages_name_no_folder(served_home):
     for answer in answers:
         assert answer.status_code == 404, answer.text
         assert str(served_home) not in answer.text and "/tmp" not in answer.text, answer.text
+
+
+def test_log_content_logs_the_validated_prompt_redacted(served_home):
+    """The middleware no longer reads bodies: the routes note the prompt they validated (behind a BOM too)."""
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "mail jane.doe@example.com now"}]}
+    raw = b"\xef\xbb\xbf" + json.dumps(body | {"max_tokens": 2}).encode()
+    with _access_lines() as lines, _serving(served_home, log_content=True) as client:
+        headers = {"content-type": "application/json", "X-Request-ID": "logged-content"}
+        assert client.post("/v1/chat/completions", content=raw, headers=headers).status_code == 200
+    line = next(line for line in lines if line.get("request_id") == "logged-content")
+    assert line["prompt"] == "mail [EMAIL] now" and line["model"] == "tiny" and line["completion_tokens"] == 2

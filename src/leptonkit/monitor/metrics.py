@@ -63,7 +63,7 @@ BATCH_SIZE = Histogram(
 )
 ADAPTERS_LOADED = Gauge("leptonkit_adapters_loaded", "LoRA adapters loaded on a base model.", ["model"])
 
-# Operations (auth, limits, safety); recorded by leptonkit.serve.operations and leptonkit.serve.safety.
+# Operations (auth, limits, safety); recorded by leptonkit.serve (middleware, admission, safety).
 AUTH_FAILURES = Counter("leptonkit_auth_failures", "Requests refused by authentication or scope.", ["reason"])
 RATE_LIMITED = Counter("leptonkit_rate_limited", "Requests refused by a rate or concurrency limit.", ["limit"])
 STREAMS_ACTIVE = Gauge("leptonkit_streams_active", "Streaming responses in progress.")
