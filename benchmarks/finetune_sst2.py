@@ -89,7 +89,7 @@ def main() -> None:
             },
             "machine": info,
             "summary": summary,
-            "targets": {"full_dev_accuracy": 0.88, "lora_dev_accuracy": 0.86, "lora_peak_memory_below_full": True},
+            "targets": {"full_dev_accuracy": 0.88, "lora_dev_accuracy": 0.86, "lora_peak_memory": "below full's"},
             "runs": runs,
         },
     )
