@@ -1,4 +1,5 @@
-"""A prefix-tuned adapter loads and predicts in a fresh process: ``load_model`` prepares it (no training code)."""
+"""A prefix-tuned adapter loads and predicts in a fresh process: ``load_model`` prepares it (no training code), and
+the command prints no library warnings."""
 
 from __future__ import annotations
 
@@ -27,5 +28,6 @@ def test_prefix_adapter_predicts_in_a_process_that_never_trained(
     assert version.kind == "adapter"
     result = cli("predict", version.ref, "a gorgeous , witty , seductive movie .", "--json")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # peft's and transformers' deprecation notices are not the user's business
     [row] = result.json()
     assert row["label"] in ("0", "1") and row["score"] > 0.0

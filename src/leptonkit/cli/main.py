@@ -1,12 +1,15 @@
-"""The ``leptonkit`` entry point: verb groups, ``version``, and one-line errors with exit codes."""
+"""The ``leptonkit`` entry point: verb groups, ``version`` and ``--version``, shell completion
+(``--install-completion``, ``--show-completion``), and one-line errors with exit codes."""
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
+from leptonkit import __version__
 from leptonkit.cli import bench as bench_cli
 from leptonkit.cli import data as data_cli
 from leptonkit.cli import explain as explain_cli
@@ -25,13 +28,34 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # an adapter's base loads without the task head the adapter carries: transformers' load report would alarm users
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+# Deprecation notices that libraries give each other, printed by every command that loads a model, which a user
+# can do nothing about: peft (0.21) asks transformers (5.x) for ``is_gradient_checkpointing``; prefix-tuned encoders
+# pass ``past_key_values`` on purpose (leptonkit.registry.loading.expose_past_key_values).
+LIBRARY_NOTICES = (r"`is_gradient_checkpointing` is deprecated", r"`past_key_values` is deprecated")
+
 app = typer.Typer(
     name="leptonkit",
     help="leptonkit: data, training, registry and serving for language models.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"leptonkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print leptonkit's version and exit."
+    ),
+) -> None:
+    """Options before any command."""
+
+
 app.add_typer(models.app, name="models")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(data_cli.app, name="data")
@@ -61,8 +85,10 @@ def version(json_out: bool = JSON_OPTION) -> None:
 
 def main() -> None:
     """Run the CLI; a user error prints one line on stderr and exits with its code (2), never a traceback."""
+    for notice in LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
     try:
-        app()
+        app(prog_name="leptonkit")
     except LeptonkitError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)

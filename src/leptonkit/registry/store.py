@@ -31,10 +31,12 @@ from leptonkit.registry.artifacts import (
     sha256_file,
     validate_task,
 )
+from leptonkit.registry.model_card import CARD, model_card, rename_base
 from leptonkit.registry.refs import parse_ref, validate_name
 from leptonkit.versions import library_versions
 
 BUILTIN_PREFIX = "builtin:"
+BUILTIN_HUB_IDS = {"builtin:minilm": "sentence-transformers/all-MiniLM-L6-v2"}  # where each built-in model comes from
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS names (
@@ -269,6 +271,8 @@ class Registry:
         lineage = dict(lineage or {})
         if base is not None:
             lineage["base"] = self.pin(base)
+        if isinstance(source, str) and source in BUILTIN_HUB_IDS:
+            lineage.setdefault("hub_id", BUILTIN_HUB_IDS[source])
         self._sweep_staging()
         staging = self.staging / f"{os.getpid()}-{uuid.uuid4().hex}"
         staging.mkdir()
@@ -423,17 +427,35 @@ class Registry:
         return damaged
 
     def export(self, ref: str, dest: str | os.PathLike[str]) -> Path:
-        """Copy a version's folder to ``dest`` (new or empty): plain Hugging Face / PEFT files, no leptonkit needed."""
+        """Copy a version's folder to ``dest`` (new or empty): plain Hugging Face / PEFT files, no leptonkit needed.
+
+        An adapter names its base portably (:meth:`portable_base`) and gets a model card; a model keeps its own card
+        or gets one (:mod:`leptonkit.registry.model_card`).
+        """
         target = self.get(ref)
         dest_path = Path(dest).expanduser()
         if dest_path.exists() and (not dest_path.is_dir() or any(dest_path.iterdir())):
             raise ConflictError(f"{dest_path} exists and is not empty", hint="choose a new or empty folder")
         partial = dest_path.with_name(f".{dest_path.name}.partial-{uuid.uuid4().hex}")
         shutil.copytree(target.path, partial)
+        base = self.portable_base(target.base) if target.kind == "adapter" and target.base else None
+        if base is not None:
+            rename_base(partial, base)
+        if base is not None or not (partial / CARD).exists():
+            (partial / CARD).write_text(model_card(target, base))
         if dest_path.exists():
             dest_path.rmdir()
         os.replace(partial, dest_path)
         return dest_path
+
+    def portable_base(self, ref: str) -> str:
+        """A base as another machine can name it: its hub id when known, else its registry reference, else (a base
+        given as a folder) the folder's name; never a local path."""
+        if ref in BUILTIN_HUB_IDS:
+            return BUILTIN_HUB_IDS[ref]
+        if Path(ref).expanduser().is_dir():
+            return Path(ref).name
+        return self.get(ref).lineage.get("hub_id") or ref
 
     def remove(self, ref: str, force: bool = False) -> ModelVersion:
         """Delete a version. Refused while an alias or a registered adapter points at it, unless ``force``."""
