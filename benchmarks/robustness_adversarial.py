@@ -100,7 +100,7 @@ def main() -> None:
 
     from leptonkit.registry import Registry
     from leptonkit.registry.loading import load_model
-    from leptonkit.robustness.evaluate import evaluate_perturbed
+    from leptonkit.train.robustness import evaluate_perturbed
 
     registry = Registry(args.home)
     data = prepared_sst2(args.home / "sst2-data", args.train_rows)

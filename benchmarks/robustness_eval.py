@@ -33,7 +33,7 @@ def main() -> None:
     os.environ["LEPTONKIT_HOME"] = str(args.home)
 
     from leptonkit.registry import Registry
-    from leptonkit.robustness.evaluate import evaluate_robustness
+    from leptonkit.train.robustness import evaluate_robustness
 
     data = args.home / "sst2-data"
     if not (data / "test.jsonl").is_file():

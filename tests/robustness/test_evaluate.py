@@ -9,7 +9,7 @@ import json
 import pytest
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.robustness.evaluate import evaluate_robustness
+from leptonkit.train.robustness import evaluate_robustness
 from tests.conftest import sample, tiny_bert_config
 
 LABELS = ["0", "1"]

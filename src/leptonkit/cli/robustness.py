@@ -22,8 +22,8 @@ def eval_perturbed(
     ref: str, data: str, perturb: str, *, rate: float, split: str, task: str | None, json_out: bool
 ) -> None:
     """Validate the perturbation request, evaluate clean and perturbed copies, and print the report."""
-    from leptonkit.robustness.evaluate import evaluate_robustness
     from leptonkit.robustness.perturb import check_rate, parse_perturbations
+    from leptonkit.train.robustness import evaluate_robustness
 
     kinds = parse_perturbations(perturb)
     check_rate(rate)

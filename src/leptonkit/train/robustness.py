@@ -3,7 +3,7 @@
 The model loads once and the split is read once (with the fine-tuning stage's own dataset and evaluator code,
 ``leptonkit.train.datasets`` / ``leptonkit.train.evaluate``); each perturbed copy is then scored the same way. The
 clean metrics are stored on the version under the split name, as plain ``leptonkit eval`` does, and the perturbed
-ones under ``"<split>_perturbed"``.
+ones under ``"<split>_perturbed"``. The perturbations themselves are :mod:`leptonkit.robustness` (a layer below).
 """
 
 from __future__ import annotations
