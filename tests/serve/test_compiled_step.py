@@ -1,4 +1,7 @@
-"""``serve --compile``: the decode step compiled by inductor decodes like the eager engine and ``generate``."""
+"""``serve --compile``: the decode step compiled by inductor decodes like the eager engine and ``generate``.
+
+The model is the tiny Llama leptonkit pretrains for the engine tests (``trained_generator``): its greedy
+continuations are varied (checked), so equal tokens mean equal choices, not one token repeated."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.generate import NativeEngine
+from tests.serve.conftest import assert_diverse
 from tests.serve.test_engine import TWO_PROMPTS, _decode_together, _generate_each
 
 pytestmark = pytest.mark.skipif(
@@ -20,10 +24,10 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def compiled(tiny_generator):
+def compiled(trained_generator):
     """A float32 engine whose decode step is compiled (once for the module: compiling takes seconds)."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_generator).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    model = AutoModelForCausalLM.from_pretrained(trained_generator).eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
     engine = NativeEngine("tiny", model, tokenizer, compile=True)
     return engine, model, tokenizer
 
@@ -38,6 +42,7 @@ def test_compiled_engine_decodes_like_generate_without_recompiling(compiled):
     engine, model, tokenizer = compiled
     prompts = [tokenizer(p)["input_ids"] for p in (*TWO_PROMPTS, "A")]  # left padding; 100 tokens cross 3 growths
     expected = _generate_each(model, prompts, 100)
+    assert_diverse(expected, distinct=20)
     params = SamplingParams(max_tokens=100, temperature=0, ignore_eos=True)
 
     async def tokens(ids: list[int], delay: float = 0.0) -> list[int]:
@@ -121,15 +126,15 @@ def test_compile_leaves_llamas_with_mlp_biases_eager(compiled):
     assert engine._fused is not None and engine._compiled is None
 
 
-def test_bf16_compiled_step_reads_a_bf16_cache_like_the_eager_float32_step(tiny_generator):
+def test_bf16_compiled_step_reads_a_bf16_cache_like_the_eager_float32_step(trained_generator):
     """In bf16 the compiled step attends over a bf16 cache (half the bytes the eager engine's float32 cache reads);
     its logits match the eager step over a float32 cache to bf16 rounding, and the columns it appends hold the same
     values, since keys and values come out of bf16 projections either way."""
     from leptonkit.serve.engine.compiled_step import compiled_step
     from leptonkit.serve.engine.kv_cache import BatchCache
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
     engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
     assert engine._kv_dtype == torch.float32  # eager until the compiled step exists
     step = compiled_step(engine._fused, engine.context_length)
@@ -170,23 +175,35 @@ def _record_cache_dtypes(engine: NativeEngine, *, lora_only: bool = False) -> li
     return seen
 
 
-def test_bf16_engine_with_a_compiled_step_caches_in_bf16_and_generates(tiny_generator):
-    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
-    engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
-    prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
-    seen = _record_cache_dtypes(engine)
-    outputs = asyncio.run(_decode_together(engine, prompts, 12))
-    assert engine._compiled is not None and engine._kv_dtype is None
-    assert [len(tokens) for tokens in outputs] == [12, 12]
-    assert seen and set(seen) == {torch.bfloat16}
+BF16_PROMPTS = ("Once upon a time", "Lily and Tom went to the park", "The little dog was sad because", "One day")
 
 
-def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(tiny_generator, tiny_adapters):
+def test_bf16_compiled_engine_decodes_like_the_eager_bf16_engine_token_for_token(trained_generator):
+    """The same bf16 weights decoded by the eager engine (float32 cache) and by the compiled step (bf16 cache): 40
+    greedy tokens for each of four prompts, prefilled together, are the same tokens, and they are varied."""
+    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
+    prompts = [tokenizer(p)["input_ids"] for p in BF16_PROMPTS]
+    outputs, caches = [], []
+    for compile in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+        engine = NativeEngine(f"tiny-bf16-{compile}", model, tokenizer, compile=compile)
+        seen = _record_cache_dtypes(engine)
+        outputs.append(asyncio.run(_decode_together(engine, prompts, 40)))
+        assert (engine._compiled is not None) == compile
+        caches.append(set(seen))
+    eager, fused = outputs
+    assert caches == [{torch.float32}, {torch.bfloat16}]
+    assert [len(tokens) for tokens in fused] == [40] * len(prompts)
+    assert_diverse(eager, distinct=10)
+    assert fused == eager
+
+
+def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(trained_generator, trained_adapters):
     """Steps with adapters run eagerly; over the compiled engine's bf16 cache they attend without matmuls, and
     each adapter still changes its rows' output."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_generator, dtype=torch.bfloat16).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_generator)
+    tiny_adapters = trained_adapters
+    model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
     engine = NativeEngine("tiny-bf16-lora", model, tokenizer, compile=True)
     ids = tokenizer("To be, or not to be")["input_ids"]
     params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
@@ -205,5 +222,6 @@ def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(tiny_
 
     base, first, second = asyncio.run(run())
     assert engine._compiled is not None and len(base) == len(first) == len(second) == 10
+    assert_diverse([base, first, second])
     assert first != base and second != base
     assert lora_steps and set(lora_steps) == {torch.bfloat16}
