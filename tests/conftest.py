@@ -27,14 +27,6 @@ def sample(*parts: str) -> Path:
     return path
 
 
-def shared_data(*parts: str) -> Path:
-    """Deprecated: a file under ../shared/data, or a skip. Goes once tests/privacy reads samples instead."""
-    path = REPO.parent.joinpath("shared", "data", *parts)
-    if not path.exists():
-        pytest.skip(f"shared data set missing: {path}")
-    return path
-
-
 def label_maps(labels: list[str]) -> dict:
     """``id2label`` and ``label2id`` for a Hugging Face config, in the order of ``labels``."""
     return {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
