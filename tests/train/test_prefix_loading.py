@@ -15,15 +15,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_prefix_adapter_predicts_in_a_process_that_never_trained(
     registry, cli, tiny_bert_dir: Path, sst2_prepared: Path
 ) -> None:
+    quick = {"max_steps": 2, "batch_size": 16, "precision": "fp32"}
     version = finetune(
-        base=str(tiny_bert_dir),
-        data=sst2_prepared,
-        task="classification",
-        method="prefix",
-        name="prefixed",
-        max_steps=2,
-        batch_size=16,
-        precision="fp32",
+        base=str(tiny_bert_dir), data=sst2_prepared, task="classification", method="prefix", name="p", **quick
     )
     assert version.kind == "adapter"
     result = cli("predict", version.ref, "a gorgeous , witty , seductive movie .", "--json")
