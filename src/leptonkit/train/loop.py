@@ -26,6 +26,10 @@ Stops that need the user: a non-finite loss or gradient stops before the bad upd
 and raises :class:`NonFiniteLossError`; Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`, whose
 message names the checkpoint to resume from. Under ``torch.distributed`` (``torchrun``) the model is wrapped in
 DDP, every rank evaluates (so they all take the same early-stopping decision) and only rank 0 writes files.
+
+This file is the loop and its optimisation; its neighbours: :mod:`leptonkit.train.checkpoint` (what a checkpoint
+holds, resume), :mod:`leptonkit.train.distributed` (ranks, DDP), :mod:`leptonkit.train.progress` (a bar on a
+terminal, a plain line every ``log_every`` steps without one), :mod:`leptonkit.monitor.resources` (peak memory).
 """
 
 from __future__ import annotations
