@@ -52,7 +52,7 @@ def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_generator``'s shape, pretrained by ``leptonkit.pretrain`` for 300 steps of 8 blocks of 128 tokens on
-    60,000 characters of the bundled TinyStories sample, with its own 512-token BPE tokenizer (20 s on one idle CPU
+    60,000 characters of the bundled TinyStories sample, with its own 512-token BPE tokenizer (10 s on one idle CPU
     core, 40 s on a busy one). Random weights send greedy decoding into one repeated token; this model's greedy
     continuations are varied sentences, so tests that compare greedy tokens compare real choices."""
     import torch
