@@ -16,6 +16,7 @@ from leptonkit.security.keys import KeyStore
 from tests.serve.conftest import ServerThread, serve_thread
 
 LONG = {"model": "tiny", "prompt": "Hello world", "max_tokens": 60, "ignore_eos": True, "stream": True}
+POISON = 400  # the token whose embedding the ``poisoned`` model has lost
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,29 @@ def broken_adapter(served_home: Path, tiny_adapters: list[Path], tmp_path_factor
 
 
 @pytest.fixture(scope="module")
-def server(served_home: Path, keys, broken_adapter) -> Iterator[ServerThread]:
+def poisoned(served_home: Path, tiny_generator: Path, tmp_path_factory) -> str:
+    """The tiny model with a NaN embedding for token POISON: a prompt holding it gets NaN logits in its own row
+    (an embedding is a lookup, and attention stays within a row), which cannot be sampled."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    from leptonkit.registry import Registry
+
+    folder = tmp_path_factory.mktemp("poisoned")
+    shutil.copytree(tiny_generator, folder, dirs_exist_ok=True)
+    weights = folder / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["model.embed_tokens.weight"][POISON] = float("nan")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert POISON not in AutoTokenizer.from_pretrained(folder)(LONG["prompt"])["input_ids"]
+    Registry(served_home).register(str(folder), name="poisoned", task="generation")
+    return "poisoned"
+
+
+@pytest.fixture(scope="module")
+def server(served_home: Path, keys, broken_adapter, poisoned) -> Iterator[ServerThread]:
     with serve_thread(
-        models=["tiny"],
+        models=["tiny", poisoned],
         adapters={broken_adapter: broken_adapter},
         home=str(served_home),
         dtype="float32",
@@ -63,7 +84,9 @@ async def _stream(client: httpx.AsyncClient, key: str, body: dict, started: asyn
     async with client.stream("POST", "/v1/completions", json=body, headers=_auth(key)) as response:
         seen["status"] = response.status_code
         if response.status_code != 200:
-            seen["errors"].append(json.loads(await response.aread())["error"])
+            body = await response.aread()
+            is_json = response.headers.get("content-type", "").startswith("application/json")
+            seen["errors"].append(json.loads(body)["error"] if is_json else body.decode(errors="replace"))
             return seen
         async for line in response.aiter_lines():
             if line == "data: [DONE]":
@@ -82,12 +105,15 @@ async def _stream(client: httpx.AsyncClient, key: str, body: dict, started: asyn
     return seen
 
 
-async def _beside_others(server: ServerThread, keys: dict[str, str], hostile: dict, *, stream: bool) -> tuple:
-    """Send ``hostile`` from mallory while alice and bob each have two streams running: (their results, its)."""
+async def _beside_others(
+    server: ServerThread, keys: dict[str, str], hostile: dict, *, stream: bool, other: dict | None = None
+) -> tuple:
+    """Send ``hostile`` from mallory while alice and bob each have two streams running (``LONG``, sampled, with
+    ``other``'s fields): (their results, its)."""
     async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
         started = [asyncio.Event() for _ in range(4)]
         others = [
-            asyncio.create_task(_stream(client, keys[who], LONG | {"temperature": 0.8}, started[i]))
+            asyncio.create_task(_stream(client, keys[who], LONG | {"temperature": 0.8} | (other or {}), started[i]))
             for i, who in enumerate(("alice", "alice", "bob", "bob"))
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 60)  # all four are decoding
@@ -152,6 +178,18 @@ def test_a_sequence_that_fails_in_the_shared_step_ends_alone_with_a_400(server, 
         f"{server.url}/v1/completions", json=LONG | {"stream": False}, headers=_auth(keys["mallory"]), timeout=60
     )
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 60  # the engine serves on
+
+
+def test_a_choice_that_fails_mid_stream_ends_the_stream_with_an_error_event_and_done(server, keys, poisoned):
+    hostile = {"model": poisoned, "prompt": [[5, 6, 7], [POISON, 6, 7]], "max_tokens": 8, "ignore_eos": True}
+    greedy = {"model": poisoned, "temperature": 0}  # a sampled stream could draw POISON itself
+    others, answer = asyncio.run(_beside_others(server, keys, hostile, stream=True, other=greedy))
+    assert all(_complete(r) for r in others), others
+    assert answer["status"] == 200 and answer["tokens"] >= 1  # the first choice's token opened the stream
+    (error,) = answer["errors"]
+    assert error["code"] == 400 and error["type"] == "invalid_request_error"
+    assert "generation failed at token 0" in error["message"]
+    assert answer["done"]
 
 
 @pytest.mark.parametrize("seed", [2**64, 2**64 + 1, -(2**63) - 1, 10**40])
