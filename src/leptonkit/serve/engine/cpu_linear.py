@@ -66,8 +66,11 @@ def bucket(rows: int) -> int:
 
 
 def _available() -> bool:
+    """oneDNN's packed bf16 linear runs only where the CPU has bf16 instructions (AVX-512 BF16, AMX or
+    AVX-NE-CONVERT); elsewhere (an AVX2-only CPU) the reorder raises, and the plain ``F.linear`` is used."""
     return (
         torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     )
