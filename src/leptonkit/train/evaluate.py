@@ -1,46 +1,27 @@
 """Evaluation of a model on records of the data contract, dispatched by task.
 
-``EVALUATORS`` maps a task to ``"module:function"``; each function takes ``(loaded, records)`` and returns the metric
-dict. Classification reports accuracy and macro-F1 (scikit-learn), NER entity-level precision/recall/F1 (seqeval).
-Another stage adds its task with one line here or with :func:`register_evaluator` (e.g. ``"lm"``: loss, perplexity,
-bits per character). ``leptonkit.robustness`` reuses these for ``leptonkit eval --perturb``.
+``EVALUATORS`` maps a task to its function, imported explicitly; each takes ``(loaded, records)`` and returns the
+metric dict. Classification reports accuracy and macro-F1 (scikit-learn), NER entity-level precision/recall/F1
+(seqeval), ``"lm"`` loss, perplexity and bits per character. Another task adds its line to ``EVALUATORS``.
+``leptonkit eval --perturb`` reuses these.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.loading import LoadedModel
+from leptonkit.train.lm_eval import evaluate_text_records
 
 Evaluator = Callable[[LoadedModel, list[dict]], dict[str, float]]
 
-EVALUATORS: dict[str, str | Evaluator] = {
-    "classification": "leptonkit.train.evaluate:evaluate_classification",
-    "ner": "leptonkit.train.evaluate:evaluate_ner",
-    "lm": "leptonkit.train.lm_eval:evaluate_text_records",
-}
 # the data-contract task whose records each evaluation task reads
 DATA_TASK = {"classification": "classification", "ner": "ner", "lm": "text"}
 PRIMARY_METRIC = {"classification": "macro_f1", "ner": "entity_f1", "lm": "loss"}
-
-
-def register_evaluator(task: str, evaluator: str | Evaluator) -> None:
-    EVALUATORS[task] = evaluator
-
-
-def _evaluator(task: str) -> Evaluator:
-    entry = EVALUATORS.get(task)
-    if entry is None:
-        raise InvalidInputError(f"no evaluation for task {task!r}", hint=f"evaluable tasks: {', '.join(EVALUATORS)}")
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        return getattr(import_module(module), name)
-    return entry
 
 
 def evaluate_classification(loaded: LoadedModel, records: list[dict]) -> dict[str, float]:
@@ -70,8 +51,18 @@ def evaluate_ner(loaded: LoadedModel, records: list[dict]) -> dict[str, float]:
     }
 
 
+EVALUATORS: dict[str, Evaluator] = {
+    "classification": evaluate_classification,
+    "ner": evaluate_ner,
+    "lm": evaluate_text_records,
+}
+
+
 def evaluate_records(loaded: LoadedModel, records: list[dict], task: str) -> dict[str, float]:
-    return _evaluator(task)(loaded, records)
+    evaluator = EVALUATORS.get(task)
+    if evaluator is None:
+        raise InvalidInputError(f"no evaluation for task {task!r}", hint=f"evaluable tasks: {', '.join(EVALUATORS)}")
+    return evaluator(loaded, records)
 
 
 def eval_task(model_task: str | None) -> str:
