@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,6 +191,22 @@ def test_a_choice_that_fails_mid_stream_ends_the_stream_with_an_error_event_and_
     assert error["code"] == 400 and error["type"] == "invalid_request_error"
     assert "generation failed at token 0" in error["message"]
     assert answer["done"]
+
+
+def test_when_one_choice_fails_the_others_of_its_request_are_aborted(server, keys, poisoned):
+    from leptonkit.monitor import metrics
+
+    engine = server.app.state.models.generators[poisoned]
+    generated = metrics.GENERATION_TOKENS.labels(model=poisoned)
+    before = generated._value.get()
+    # seed 0: the healthy choice's 120 sampled tokens do not draw POISON, so it would run all 120
+    body = {"model": poisoned, "prompt": [[5, 6, 7], [POISON, 6, 7]], "max_tokens": 120, "seed": 0, "ignore_eos": True}
+    response = httpx.post(f"{server.url}/v1/completions", json=body, headers=_auth(keys["mallory"]), timeout=60)
+    assert response.status_code == 400
+    deadline = time.monotonic() + 30
+    while engine.stats()["running"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert generated._value.get() - before < 60  # the healthy choice stopped when its sibling failed, not at 120
 
 
 @pytest.mark.parametrize("seed", [2**64, 2**64 + 1, -(2**63) - 1, 10**40])

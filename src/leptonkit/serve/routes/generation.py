@@ -153,11 +153,15 @@ async def respond(
     annotate(request, adapter=target.adapter, prompt_tokens=prompt_tokens)  # log line, metrics, token limits
     deadline = asyncio.get_running_loop().time() + config.request_timeout
     if not body.stream:
+        tasks = [asyncio.ensure_future(collect(s)) for s in streams]
         try:
             async with asyncio.timeout_at(deadline):
-                results = await asyncio.gather(*(collect(s) for s in streams))
+                results = await asyncio.gather(*tasks)
         except TimeoutError:
             raise _deadline(config.request_timeout) from None
+        finally:  # one choice failed: the others are aborted rather than generated for nobody
+            for task in tasks:
+                task.cancel()
         choices = [
             shape.choice(
                 i, "".join(d.text for d in deltas), shape.logprobs(deltas), deltas[-1].finish_reason, stream=False
