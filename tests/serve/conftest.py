@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -189,6 +189,14 @@ def serve_thread(**fields) -> Iterator[ServerThread]:
 
     with ServerThread(ServeConfig(port=0, threads=1, **fields)) as server:
         yield server
+
+
+def inference_keys(home: Path, prefix: str, names: Iterable[str]) -> dict[str, str]:
+    """New inference-scope keys in ``home``'s key store, named ``PREFIX-NAME``: ``{name: key}``."""
+    from leptonkit.security.keys import KeyStore
+
+    store = KeyStore(home)
+    return {name: store.create(f"{prefix}-{name}", "inference")[1] for name in names}
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leptonkit.security.keys import KeyStore
-from tests.serve.conftest import ServerThread, serve_thread
+from tests.serve.conftest import ServerThread, inference_keys, serve_thread
 
 CAP = 16
 STREAMS_PER_KEY = 2
@@ -85,8 +84,7 @@ REQUESTS = st.one_of(_requests(valid=True), _requests(valid=False))
 
 @pytest.fixture(scope="module")
 def keys(served_home: Path) -> dict[str, str]:
-    store = KeyStore(served_home)
-    return {name: store.create(f"fuzz-{name}", "inference")[1] for name in ("fuzzer", "bystander")}
+    return inference_keys(served_home, "fuzz", ("fuzzer", "bystander"))
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leptonkit.security.keys import KeyStore
-from tests.serve.conftest import ServerThread, serve_thread
+from tests.serve.conftest import ServerThread, inference_keys, serve_thread
 
 LONG = {"model": "tiny", "prompt": "Hello world", "max_tokens": 60, "ignore_eos": True, "stream": True}
 POISON = 400  # the token whose embedding the ``poisoned`` model has lost
@@ -22,8 +21,7 @@ POISON = 400  # the token whose embedding the ``poisoned`` model has lost
 
 @pytest.fixture(scope="module")
 def keys(served_home: Path) -> dict[str, str]:
-    store = KeyStore(served_home)
-    return {name: store.create(f"isolation-{name}", "inference")[1] for name in ("alice", "bob", "mallory")}
+    return inference_keys(served_home, "isolation", ("alice", "bob", "mallory"))
 
 
 @pytest.fixture(scope="module")

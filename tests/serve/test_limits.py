@@ -12,16 +12,15 @@ import time
 import httpx
 import pytest
 
-from leptonkit.security.keys import KeyStore
-from tests.serve.conftest import serve_thread
+from tests.serve.conftest import inference_keys, serve_thread
 
 PROMPT = {"model": "tiny", "prompt": "Hello world", "temperature": 0, "ignore_eos": True}
 
 
 @pytest.fixture(scope="module")
 def keys(served_home) -> dict[str, dict[str, str]]:
-    store = KeyStore(served_home)
-    return {name: {"Authorization": f"Bearer {store.create(f'limits-{name}', 'inference')[1]}"} for name in "abcd"}
+    keys = inference_keys(served_home, "limits", "abcd")
+    return {name: {"Authorization": f"Bearer {key}"} for name, key in keys.items()}
 
 
 def _limited(served_home, **limits):

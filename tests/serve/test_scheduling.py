@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from leptonkit.security.keys import KeyStore
-from tests.serve.conftest import ServerThread, serve_thread
+from tests.serve.conftest import ServerThread, inference_keys, serve_thread
 
 SHORT = {"model": "tiny", "prompt": "Hello", "max_tokens": 4}
 
@@ -27,8 +26,7 @@ async def _until(condition, timeout: float = 30.0) -> None:
 
 @pytest.fixture(scope="module")
 def keys(served_home: Path) -> dict[str, str]:
-    store = KeyStore(served_home)
-    return {name: store.create(f"scheduling-{name}", "inference")[1] for name in ("alice", "bob")}
+    return inference_keys(served_home, "scheduling", ("alice", "bob"))
 
 
 @pytest.fixture(scope="module")
