@@ -5,6 +5,7 @@ server on 127.0.0.1 (a free port) in a background thread."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -189,6 +190,21 @@ def serve_thread(**fields) -> Iterator[ServerThread]:
 
     with ServerThread(ServeConfig(port=0, threads=1, **fields)) as server:
         yield server
+
+
+SSE_DONE = "[DONE]"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def sse_event(line: str) -> dict | str | None:
+    """The JSON event of a server-sent ``data:`` line, :data:`SSE_DONE` for ``data: [DONE]``, None for other lines."""
+    if not line.startswith("data: "):
+        return None
+    payload = line.removeprefix("data: ")
+    return SSE_DONE if payload == SSE_DONE else json.loads(payload)
 
 
 def inference_keys(home: Path, prefix: str, names: Iterable[str]) -> dict[str, str]:

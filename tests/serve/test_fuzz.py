@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serve.conftest import ServerThread, inference_keys, serve_thread
+from tests.serve.conftest import SSE_DONE, ServerThread, bearer, inference_keys, serve_thread, sse_event
 
 CAP = 16
 STREAMS_PER_KEY = 2
@@ -101,10 +101,6 @@ def limited(served_home: Path, keys) -> Iterator[ServerThread]:
         yield running
 
 
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 def _read(response: httpx.Response) -> dict:
     """Status; whether it streamed; tokens per choice (usage over choices, or text chunks per choice: a lower bound
     where a stream has no usage); [DONE]; error events."""
@@ -118,11 +114,10 @@ def _read(response: httpx.Response) -> dict:
         return out
     chunks: dict[int, int] = {}
     usage = None
-    for line in response.iter_lines():
-        if line == "data: [DONE]":
+    for event in map(sse_event, response.iter_lines()):
+        if event == SSE_DONE:
             out["done"] = True
-        elif line.startswith("data: "):
-            event = json.loads(line[6:])
+        elif isinstance(event, dict):
             if "error" in event:
                 out["errors"].append(event["error"])
             if event.get("usage"):
@@ -135,7 +130,7 @@ def _read(response: httpx.Response) -> dict:
 
 
 def _post(url: str, path: str, body: dict, key: str) -> dict:
-    with httpx.stream("POST", url + path, json=body, headers=_auth(key), timeout=120) as response:
+    with httpx.stream("POST", url + path, json=body, headers=bearer(key), timeout=120) as response:
         return _read(response)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve.conftest import ServerThread, inference_keys, serve_thread
+from tests.serve.conftest import SSE_DONE, ServerThread, bearer, inference_keys, serve_thread, sse_event
 
 LONG = {"model": "tiny", "prompt": "Hello world", "max_tokens": 60, "ignore_eos": True, "stream": True}
 POISON = 400  # the token whose embedding the ``poisoned`` model has lost
@@ -73,14 +73,10 @@ def server(served_home: Path, keys, broken_adapter, poisoned) -> Iterator[Server
         yield running
 
 
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 async def _stream(client: httpx.AsyncClient, key: str, body: dict, started: asyncio.Event | None = None) -> dict:
     """A streamed completion read to its end: its status, the text chunks, finish reasons, errors, and [DONE]."""
     seen: dict = {"status": None, "tokens": 0, "finish": [], "errors": [], "done": False}
-    async with client.stream("POST", "/v1/completions", json=body, headers=_auth(key)) as response:
+    async with client.stream("POST", "/v1/completions", json=body, headers=bearer(key)) as response:
         seen["status"] = response.status_code
         if response.status_code != 200:
             body = await response.aread()
@@ -88,10 +84,10 @@ async def _stream(client: httpx.AsyncClient, key: str, body: dict, started: asyn
             seen["errors"].append(json.loads(body)["error"] if is_json else body.decode(errors="replace"))
             return seen
         async for line in response.aiter_lines():
-            if line == "data: [DONE]":
+            event = sse_event(line)
+            if event == SSE_DONE:
                 seen["done"] = True
-            elif line.startswith("data: "):
-                event = json.loads(line[6:])
+            elif isinstance(event, dict):
                 if "error" in event:
                     seen["errors"].append(event["error"])
                     continue
@@ -119,7 +115,7 @@ async def _beside_others(
         if stream:
             answer = await _stream(client, keys["mallory"], hostile | {"stream": True})
         else:
-            response = await client.post("/v1/completions", json=hostile, headers=_auth(keys["mallory"]))
+            response = await client.post("/v1/completions", json=hostile, headers=bearer(keys["mallory"]))
             answer = {"status": response.status_code, "body": response.json()}
         return await asyncio.gather(*others), answer
 
@@ -152,7 +148,7 @@ def test_extreme_sampling_settings_are_served_and_harm_no_other_stream(server, k
 
 def test_tiny_temperature_is_greedy_and_tiny_top_p_keeps_the_likeliest_token(server, keys):
     body = {"model": "tiny", "prompt": "All the world's", "max_tokens": 12, "ignore_eos": True}
-    with httpx.Client(base_url=server.url, headers=_auth(keys["alice"]), timeout=60) as client:
+    with httpx.Client(base_url=server.url, headers=bearer(keys["alice"]), timeout=60) as client:
         texts = {
             name: client.post("/v1/completions", json=body | settings).json()["choices"][0]["text"]
             for name, settings in {
@@ -174,7 +170,7 @@ def test_a_sequence_that_fails_in_the_shared_step_ends_alone_with_a_400(server, 
     assert error["type"] == "invalid_request_error"
     assert "generation failed at token 0" in error["message"]
     ok = httpx.post(
-        f"{server.url}/v1/completions", json=LONG | {"stream": False}, headers=_auth(keys["mallory"]), timeout=60
+        f"{server.url}/v1/completions", json=LONG | {"stream": False}, headers=bearer(keys["mallory"]), timeout=60
     )
     assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 60  # the engine serves on
 
@@ -199,7 +195,7 @@ def test_when_one_choice_fails_the_others_of_its_request_are_aborted(server, key
     before = generated._value.get()
     # seed 0: the healthy choice's 120 sampled tokens do not draw POISON, so it would run all 120
     body = {"model": poisoned, "prompt": [[5, 6, 7], [POISON, 6, 7]], "max_tokens": 120, "seed": 0, "ignore_eos": True}
-    response = httpx.post(f"{server.url}/v1/completions", json=body, headers=_auth(keys["mallory"]), timeout=60)
+    response = httpx.post(f"{server.url}/v1/completions", json=body, headers=bearer(keys["mallory"]), timeout=60)
     assert response.status_code == 400
     deadline = time.monotonic() + 30
     while engine.stats()["running"] and time.monotonic() < deadline:
@@ -210,7 +206,7 @@ def test_when_one_choice_fails_the_others_of_its_request_are_aborted(server, key
 @pytest.mark.parametrize("seed", [2**64, 2**64 + 1, -(2**63) - 1, 10**40])
 def test_seed_outside_int64_is_a_400_naming_seed(server, keys, seed):
     body = {"model": "tiny", "prompt": "Hello", "max_tokens": 2, "seed": seed}
-    response = httpx.post(f"{server.url}/v1/completions", json=body, headers=_auth(keys["bob"]), timeout=60)
+    response = httpx.post(f"{server.url}/v1/completions", json=body, headers=bearer(keys["bob"]), timeout=60)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == "seed"
 
@@ -218,7 +214,7 @@ def test_seed_outside_int64_is_a_400_naming_seed(server, keys, seed):
 @pytest.mark.parametrize("seed", [2**63 - 1, -(2**63), 0])
 def test_seeds_at_the_ends_of_int64_reproduce_with_n_choices(server, keys, seed):
     body = {"model": "tiny", "prompt": "Hello", "max_tokens": 6, "seed": seed, "n": 16, "ignore_eos": True}
-    with httpx.Client(base_url=server.url, headers=_auth(keys["bob"]), timeout=60) as client:
+    with httpx.Client(base_url=server.url, headers=bearer(keys["bob"]), timeout=60) as client:
         first, again = (client.post("/v1/completions", json=body) for _ in range(2))
     assert first.status_code == again.status_code == 200, first.text
     texts = [c["text"] for c in first.json()["choices"]]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve.conftest import ServerThread, inference_keys, serve_thread
+from tests.serve.conftest import ServerThread, bearer, inference_keys, serve_thread
 
 SHORT = {"model": "tiny", "prompt": "Hello", "max_tokens": 4}
 
@@ -38,10 +38,6 @@ def keyed(served_home: Path, keys) -> Iterator[ServerThread]:
         yield running
 
 
-def _auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 def test_another_keys_short_request_is_served_while_a_flood_waits(keyed, keys):
     engine = keyed.app.state.models.generators["tiny"]
     prompts = ["Hello world", "To be, or not to be", "All the world's a stage", "The quick brown fox"]
@@ -50,15 +46,15 @@ def test_another_keys_short_request_is_served_while_a_flood_waits(keyed, keys):
     async def scenario() -> dict:
         async with httpx.AsyncClient(base_url=keyed.url, timeout=120) as client:
             flood_started = time.perf_counter()
-            flooding = asyncio.create_task(client.post("/v1/completions", json=flood, headers=_auth(keys["alice"])))
+            flooding = asyncio.create_task(client.post("/v1/completions", json=flood, headers=bearer(keys["alice"])))
             await _until(lambda: engine.stats()["running"] > 0)
             running_alone = 0
             for _ in range(40):  # alice's rows are admitted over a step or two
                 running_alone = max(running_alone, engine.stats()["running"])
                 await asyncio.sleep(0.005)
-            more = await client.post("/v1/completions", json=SHORT | {"n": 8}, headers=_auth(keys["alice"]))
+            more = await client.post("/v1/completions", json=SHORT | {"n": 8}, headers=bearer(keys["alice"]))
             started = time.perf_counter()
-            short = await client.post("/v1/completions", json=SHORT, headers=_auth(keys["bob"]))
+            short = await client.post("/v1/completions", json=SHORT, headers=bearer(keys["bob"]))
             seen = {
                 "short_seconds": time.perf_counter() - started,
                 "flood_done": flooding.done(),
@@ -82,11 +78,11 @@ def test_another_keys_short_request_is_served_while_a_flood_waits(keyed, keys):
 
 def test_a_request_larger_than_a_keys_share_of_the_queue_is_a_400(keyed, keys):
     body = SHORT | {"prompt": ["a", "b", "c", "d"], "n": 15}  # 60 sequences: more than 56 per key
-    response = httpx.post(f"{keyed.url}/v1/completions", json=body, headers=_auth(keys["bob"]), timeout=60)
+    response = httpx.post(f"{keyed.url}/v1/completions", json=body, headers=bearer(keys["bob"]), timeout=60)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == "n" and "60 sequences" in error["message"] and "per API key" in error["message"]
-    fits = httpx.post(f"{keyed.url}/v1/completions", json=body | {"n": 14}, headers=_auth(keys["bob"]), timeout=120)
+    fits = httpx.post(f"{keyed.url}/v1/completions", json=body | {"n": 14}, headers=bearer(keys["bob"]), timeout=120)
     assert fits.status_code == 200 and len(fits.json()["choices"]) == 56
 
 
