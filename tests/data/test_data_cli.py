@@ -56,3 +56,23 @@ def test_pii_eval_cli_json_shape(cli):
     assert out["per_type"]["EMAIL"]["char_recall"] == 1.0 and out["records_per_s"] > 0
     emails = sum(s["entity_type"] == "EMAIL_ADDRESS" for r in json.loads(path.read_text())[:60] for s in r["spans"])
     assert out["records"] == 60 and out["per_type"]["EMAIL"]["support"] == emails > 0
+
+
+def test_prepare_cli_no_header_reads_columns_by_index_and_rejects_a_bad_index(cli, tmp_path):
+    tsv = tmp_path / "sst.tsv"
+    tsv.write_text('"so good" , I cried\t1\nbad, bad film\t0\nhe said "meh\t1\ndull\t0\n', encoding="utf-8")
+    out = tmp_path / "o"
+    args = ("data", "prepare", str(tsv), "--task", "classification", "--pii", "off", "--split", "1,0", "--json")
+    result = cli(*args, "--out", str(out), "--no-header", "--text-col", "0", "--label-col", "1")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted((r["text"], r["label"]) for r in rows) == [
+        ('"so good" , I cried', "1"),
+        ("bad, bad film", "0"),
+        ("dull", "0"),
+        ('he said "meh', "1"),
+    ]
+    bad = cli(*args, "--out", str(tmp_path / "b"), "--no-header", "--label-col", "2")
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no column '2' for --label-col" in lines[0] and "0 to 1" in lines[0]

@@ -223,3 +223,46 @@ def test_plain_text_documents_per_block_line_or_file(tmp_path):
     for unit, expected in (("block", 3), ("line", 4), ("file", 1)):
         manifest = prepare([path], task="text", out=tmp_path / unit, doc_unit=unit, pii="off", split="1,0")
         assert manifest["rows"]["out"] == expected
+
+
+HEADERLESS = [
+    '"the film" is a gem , truly\t1',
+    "a dull, plodding mess\t0",
+    'he said "hi and left\t1',
+    "it's not bad , not good\t0",
+    '""" odd quotes everywhere ""\t1',
+    "flat, flat, flat\t0",
+]
+
+
+def test_headerless_tsv_reads_every_row_with_its_label(tmp_path):
+    tsv = write_lines(tmp_path / "sst.tsv", HEADERLESS)
+    manifest = prepare([tsv], task="classification", out=tmp_path / "o", pii="off", split="1,0", header=False)
+    rows = read_jsonl(tmp_path / "o" / "train.jsonl")
+    expected = {line.split("\t")[0]: line.split("\t")[1] for line in HEADERLESS}
+    assert {r["text"]: r["label"] for r in rows} == expected
+    assert manifest["rows"]["in"] == len(HEADERLESS) and manifest["options"]["header"] is False
+    # columns by index, swapped: a label-first file reads the same way
+    swapped = write_lines(tmp_path / "swapped.tsv", ["\t".join(reversed(line.split("\t"))) for line in HEADERLESS])
+    prepare(
+        [swapped], task="classification", out=tmp_path / "s", pii="off", split="1,0", header=False,
+        text_col=1, label_col="0",
+    )  # fmt: skip
+    assert {r["text"]: r["label"] for r in read_jsonl(tmp_path / "s" / "train.jsonl")} == expected
+
+
+def test_headerless_csv_with_quoted_commas_keeps_its_first_row(tmp_path):
+    csv_file = write_lines(tmp_path / "r.csv", ['"good, really good",pos', "bad,neg", '"meh, fine",pos'])
+    prepare([csv_file], task="classification", out=tmp_path / "o", pii="off", split="1,0", header=False)
+    texts = [r["text"] for r in read_jsonl(tmp_path / "o" / "train.jsonl")]
+    assert sorted(texts) == ["bad", "good, really good", "meh, fine"]
+
+
+def test_headerless_bad_column_index_is_one_clear_error(tmp_path):
+    tsv = write_lines(tmp_path / "sst.tsv", HEADERLESS)
+    with pytest.raises(InvalidInputError, match=r"no column '5' for --label-col.*2 column") as err:
+        prepare([tsv], task="classification", out=tmp_path / "o", pii="off", header=False, label_col=5)
+    assert "0 to 1" in str(err.value.hint)
+    with pytest.raises(InvalidInputError, match="no column 'text' for --text-col"):
+        prepare([tsv], task="classification", out=tmp_path / "o", pii="off", header=False, text_col="text")
+    assert not (tmp_path / "o").exists()

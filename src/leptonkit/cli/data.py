@@ -32,12 +32,19 @@ def prepare(
     task: str = typer.Option(..., "--task", help="classification, ner, sft or text."),
     out: Path = typer.Option(..., "--out", help="Output folder (train/valid/test.jsonl + manifest.json)."),
     fmt: str | None = typer.Option(None, "--format", help="Input format; default: from the extension."),
-    text_col: str | None = typer.Option(None, "--text-col", help="Text column (csv/tsv/jsonl)."),
-    label_col: str | None = typer.Option(None, "--label-col", help="Label column (csv/tsv/jsonl)."),
+    text_col: str | None = typer.Option(
+        None, "--text-col", help="Text column (csv/tsv/jsonl); with --no-header its index (default 0)."
+    ),
+    label_col: str | None = typer.Option(
+        None, "--label-col", help="Label column (csv/tsv/jsonl); with --no-header its index (default 1)."
+    ),
     tag_col: int = typer.Option(-1, "--tag-col", help="CoNLL tag column index (default: last)."),
     doc_unit: str = typer.Option("block", "--doc-unit", help="Plain text: one document per block, file or line."),
     quoting: bool | None = typer.Option(
         None, "--quoting/--no-quoting", help="CSV/TSV quote handling (default: on for csv, off for tsv)."
+    ),
+    no_header: bool = typer.Option(
+        False, "--no-header", help="CSV/TSV without a header row: name columns by index (--text-col 0 --label-col 1)."
     ),
     max_chars: int = typer.Option(20_000, "--max-chars", help="Drop records longer than this."),
     dedup: str = typer.Option("near", "--dedup", help="exact, near (MinHash LSH) or off."),
@@ -75,6 +82,7 @@ def prepare(
             tag_col=tag_col,
             doc_unit=doc_unit,
             csv_quoting=quoting,
+            header=not no_header,
             max_chars=max_chars,
             dedup=dedup,
             near_threshold=near_threshold,

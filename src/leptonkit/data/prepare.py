@@ -45,11 +45,12 @@ def prepare(
     task: str,
     out: str | os.PathLike[str],
     fmt: str | None = None,
-    text_col: str | None = None,
-    label_col: str | None = None,
+    text_col: str | int | None = None,
+    label_col: str | int | None = None,
     tag_col: int = -1,
     doc_unit: str = "block",
     csv_quoting: bool | None = None,
+    header: bool = True,
     max_chars: int = 20_000,
     dedup: str = "near",
     near_threshold: float = 0.8,
@@ -67,7 +68,8 @@ def prepare(
 
     Splits: inputs named train/valid/test (``dev`` counts as valid) keep their split unless ``split`` is given;
     otherwise deterministic ``split`` fractions (default 0.8,0.1,0.1), stratified by label for classification.
-    ``limit`` reads at most that many rows of each input (quick trials).
+    ``limit`` reads at most that many rows of each input (quick trials). ``header=False`` reads csv/tsv files
+    that have no header row: columns are then named by index (``text_col=0, label_col=1``, the defaults).
     """
     if task not in TASKS:
         raise InvalidInputError(f"unknown task {task!r}", hint=f"use one of: {', '.join(TASKS)}")
@@ -76,11 +78,16 @@ def prepare(
     if max_chars < 1:
         raise InvalidInputError(f"--max-chars must be positive, got {max_chars}")
     check_mode(pii)
-    read_options = ReadOptions(fmt=fmt, tag_col=tag_col, doc_unit=doc_unit, csv_quoting=csv_quoting)
+    read_options = ReadOptions(fmt=fmt, tag_col=tag_col, doc_unit=doc_unit, csv_quoting=csv_quoting, header=header)
     sources, ratios = _plan(inputs, fmt, split, task)
+    text_col = None if text_col is None else str(text_col).strip()
+    label_col = None if label_col is None else str(label_col).strip()
+    if not header:
+        text_col = "0" if text_col is None else text_col
+        label_col = "1" if label_col is None and task == "classification" else label_col
     columns = Columns(text=text_col, label=label_col)
     for source in sources:
-        _check_columns(source, task, columns)
+        _check_columns(source, task, columns, read_options)
     deduplicator = Deduplicator(dedup, threshold=near_threshold, seed=seed)
     splitter = StratifiedSplitter(ratios, seed) if ratios else None
 
@@ -163,6 +170,7 @@ def prepare(
                 "label_col": label_col,
                 "tag_col": tag_col,
                 "doc_unit": doc_unit,
+                "header": header,
                 "max_chars": max_chars,
                 "dedup": dedup,
                 "near_threshold": near_threshold,
@@ -227,16 +235,23 @@ def _plan(
     return sources, ratios
 
 
-def _check_columns(source: Source, task: str, columns: Columns) -> None:
+def _check_columns(source: Source, task: str, columns: Columns, options: ReadOptions) -> None:
     """An unknown ``--text-col``/``--label-col`` of a csv/tsv file is one clear error before any work."""
     if source.fmt not in ("csv", "tsv") or task == "ner":
         return
-    header = csv_header(source.path, source.fmt)
+    header = csv_header(source.path, source.fmt, options)
     for what, name in (("text", columns.text), ("label", columns.label)):
-        if name is not None and name not in header:
+        if name is None or name in header:
+            continue
+        if not options.header:
             raise InvalidInputError(
-                f"{source.path}: no column {name!r} for --{what}-col", hint=f"columns: {', '.join(header) or 'none'}"
+                f"{source.path}: no column {name!r} for --{what}-col; a file read with --no-header has "
+                f"{len(header)} column(s)",
+                hint=f"name a column by its index, 0 to {len(header) - 1}" if header else "check the file",
             )
+        raise InvalidInputError(
+            f"{source.path}: no column {name!r} for --{what}-col", hint=f"columns: {', '.join(header) or 'none'}"
+        )
 
 
 def _check_result(task: str, stats: manifest_io.Stats, label_col: str | None) -> None:

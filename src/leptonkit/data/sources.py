@@ -52,6 +52,7 @@ class ReadOptions:
     tag_col: int = -1
     doc_unit: str = "block"
     csv_quoting: bool | None = None  # None: on for csv, off for tsv
+    header: bool = True  # False: no header row; columns are named by index "0", "1", ...
 
 
 def detect_format(path: Path, fmt: str | None, task: str | None = None) -> str:
@@ -134,30 +135,49 @@ def _json_array(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[in
             buffer = buffer[end:]
 
 
-def _delimited(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+def _csv_reader(f, fmt: str, options: ReadOptions):
     quoting = options.csv_quoting if options.csv_quoting is not None else fmt == "csv"
+    return csv.reader(
+        f, delimiter="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+    )
+
+
+def _delimited(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
+    """Rows as dicts keyed by the header; without one (``header=False``) keyed ``"0"``, ``"1"``, ... by position,
+    the width fixed by the first row."""
     with _open(path) as f:
-        reader = csv.reader(
-            f, delimiter="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
-        )
-        header = next(reader, None)
-        if header is None:
-            return
-        header = [h.strip() for h in header]
+        reader = _csv_reader(f, fmt, options)
+        header = None
+        if options.header:
+            header = next(reader, None)
+            if header is None:
+                return
+            header = [h.strip() for h in header]
         for values in reader:
             number = reader.line_num
             if not any(v.strip() for v in values):
                 continue
-            if len(values) != len(header):
-                yield number, RowError(number, f"{len(values)} columns where the header has {len(header)}")
+            if header is None:
+                header = [str(k) for k in range(len(values))]
+            elif len(values) != len(header):
+                where = "the header has" if options.header else "the first row has"
+                yield number, RowError(number, f"{len(values)} columns where {where} {len(header)}")
                 continue
             yield number, dict(zip(header, values, strict=True))
 
 
-def csv_header(path: Path, fmt: str) -> list[str]:
+def csv_header(path: Path, fmt: str, options: ReadOptions | None = None) -> list[str]:
+    """The column names: the header row, or ``"0"``, ``"1"``, ... for the first non-blank row of a headerless file."""
+    options = options or ReadOptions()
     with _open(path) as f:
-        first = f.readline()
-    return [h.strip() for h in next(csv.reader([first], delimiter="\t" if fmt == "tsv" else ","), [])]
+        reader = _csv_reader(f, fmt, options)
+        for values in reader:
+            if not options.header:
+                if not any(v.strip() for v in values):
+                    continue
+                return [str(k) for k in range(len(values))]
+            return [h.strip() for h in values]
+    return []
 
 
 def _conll(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
