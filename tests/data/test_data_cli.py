@@ -76,3 +76,14 @@ def test_prepare_cli_no_header_reads_columns_by_index_and_rejects_a_bad_index(cl
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "no column '2' for --label-col" in lines[0] and "0 to 1" in lines[0]
+
+
+def test_redact_cli_masks_chinese_phone_and_id_numbers(cli):
+    first17 = "11010119900307451"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    number = first17 + "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]
+    wrong = number[:17] + ("0" if number[-1] != "0" else "1")
+    text = f"我的手机号是13812345678，身份证号{number}\n号码{wrong}有误，编号12345678901\n"
+    result = cli("data", "redact", input=text)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"我的手机号是[PHONE]，身份证号[CN_ID_CARD]\n号码{wrong}有误，编号12345678901\n"

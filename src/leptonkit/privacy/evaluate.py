@@ -45,11 +45,12 @@ TYPE_MAP = {
     "IP_ADDRESS": "IP",
     "IP": "IP",
     "US_SSN": "US_SSN",
+    "CN_ID_CARD": "CN_ID_CARD",
     "DOMAIN_NAME": "URL",
     "URL": "URL",
 }
 PARTS = ("dev", "test")
-PATTERN_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP", "US_SSN", "URL")
+PATTERN_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP", "US_SSN", "CN_ID_CARD", "URL")
 BATCH = 64
 
 

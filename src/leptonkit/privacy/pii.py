@@ -20,7 +20,14 @@ from functools import cache
 from typing import Any, ClassVar, Protocol
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.privacy.recognizers import PII_TYPES, RECOGNIZERS
+from leptonkit.privacy.recognizers import (
+    CJK_SEPARATED_TYPES,
+    CN_RECOGNIZERS,
+    PII_TYPES,
+    RECOGNIZERS,
+    cjk_as_separators,
+    cn_id_check_digit,
+)
 
 PII_ALIAS = "pii"
 MODES = ("mask", "pseudonymize")
@@ -80,12 +87,25 @@ def _location_gazetteer() -> re.Pattern[str]:
 
 
 def _pattern_spans(text: str, types: frozenset[str]) -> list[PiiSpan]:
+    """Pattern and gazetteer spans, the Chinese recognizers' included. In text with CJK characters, emails, URLs,
+    IPs, cards and IBANs are found with those characters read as separators, so ``联系a@b.cn谢谢`` finds the email
+    that ``\\w`` boundaries, which count Chinese characters as word characters, would hide or overrun."""
+    separated = cjk_as_separators(text)
+    # In CJK text these types are read only with the separators: ``\w`` would pull Chinese words into an email.
+    skip = CJK_SEPARATED_TYPES if separated is not None else frozenset()
     spans = [
         PiiSpan(start, end, rec.type, text[start:end], rec.score, "pattern")
-        for rec in RECOGNIZERS
-        if rec.type in types
+        for rec in (*RECOGNIZERS, *CN_RECOGNIZERS)
+        if rec.type in types and (rec.type not in skip or rec in CN_RECOGNIZERS)
         for start, end in rec.find(text)
     ]
+    if separated is not None:
+        spans += [
+            PiiSpan(start, end, rec.type, text[start:end], rec.score, "pattern")
+            for rec in RECOGNIZERS
+            if rec.type in types & CJK_SEPARATED_TYPES
+            for start, end in rec.find(separated)
+        ]
     if "LOCATION" in types:
         spans += [
             PiiSpan(m.start(), m.end(), "LOCATION", m.group(), 0.6, "gazetteer")
@@ -250,6 +270,14 @@ def _chunks(text: str) -> list[tuple[int, str]]:
     return pieces
 
 
+def _fake_cn_id(faker: Any) -> str:
+    """A well-formed (checksummed) 18-digit resident ID number from Faker's seeded random state."""
+    born = faker.date_of_birth(minimum_age=18, maximum_age=80)
+    first17 = f"{faker.random_element(('110101', '310104', '440305', '510107'))}{born:%Y%m%d}"
+    first17 += f"{faker.random_int(0, 999):03d}"
+    return first17 + cn_id_check_digit(first17)
+
+
 class Pseudonymizer:
     """A consistent fake value per real value: HMAC(key, type, value) seeds Faker, so one key, one mapping.
 
@@ -269,6 +297,7 @@ class Pseudonymizer:
         "IP": lambda f, v: f.ipv6() if ":" in v else f.ipv4(),
         "URL": lambda f, v: f.url(),
         "US_SSN": lambda f, v: f.ssn(),
+        "CN_ID_CARD": lambda f, v: _fake_cn_id(f),
         "DATE": lambda f, v: f.date(),
     }
 

@@ -8,6 +8,7 @@ a phone-shaped digit run (0.5) on the same characters.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ PII_TYPES = (
     "IP",
     "URL",
     "US_SSN",
+    "CN_ID_CARD",
     "DATE",
     "PERSON",
     "LOCATION",
@@ -66,7 +68,7 @@ def card_ok(value: str) -> bool:
     groups = [len(g) for g in re.split(r"[ -]", value)]
     if len(groups) > 1 and not (groups == [4, 6, 5] or (groups[:-1] == [4] * (len(groups) - 1) and groups[-1] <= 4)):
         return False
-    return luhn_ok(value)
+    return luhn_ok(value) and not cn_id_shaped(value)
 
 
 def iban_ok(value: str) -> bool:
@@ -107,6 +109,144 @@ def phone_ok(value: str) -> bool:
     if not 7 <= digits <= 15:
         return False
     return not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d+\.\d+", number)
+
+
+# Chinese (mainland) numbers. In Chinese text no space or word boundary separates a number from the words around
+# it, and ``\w`` matches Chinese characters, so these patterns bound a match by digits and ASCII letters only.
+_NOT_BEFORE = r"(?<![0-9A-Za-z_+.-])"
+_NOT_AFTER = r"(?![0-9A-Za-z_]|[.-]\d)"
+_CN_COUNTRY = r"(?:(?:\+|00)86[ -]?)"
+# Province codes: the first two digits of a resident ID number (GB/T 2260), Taiwan, Hong Kong and Macau included.
+_CN_PROVINCES = frozenset(
+    {*map(str, range(11, 16)), *map(str, range(21, 24)), *map(str, range(31, 38)), *map(str, range(41, 47))}
+    | {*map(str, range(50, 55)), *map(str, range(61, 66)), "71", "81", "82"}
+)
+_CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CN_ID_CHECK = "10X98765432"
+
+
+def cn_id_check_digit(first17: str) -> str:
+    """The ISO 7064 MOD 11-2 check character of an 18-digit resident ID number, from its first 17 digits."""
+    return _CN_ID_CHECK[sum(int(d) * w for d, w in zip(first17, _CN_ID_WEIGHTS, strict=True)) % 11]
+
+
+def _birth_date_ok(year: int, month: int, day: int) -> bool:
+    try:
+        born = datetime.date(year, month, day)
+    except ValueError:
+        return False
+    return datetime.date(1880, 1, 1) <= born <= datetime.date.today()
+
+
+def cn_id_shaped(value: str) -> bool:
+    """18 digits with a province code and a date of birth where a resident ID number has them (any check digit):
+    such a number is an ID number or a mistyped one, not a card number, even when its Luhn sum happens to pass."""
+    compact = value.replace(" ", "").replace("-", "").upper()
+    return (
+        len(compact) == 18
+        and compact[:17].isdigit()
+        and compact[:2] in _CN_PROVINCES
+        and _birth_date_ok(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))
+    )
+
+
+def cn_id_ok(value: str) -> bool:
+    """A resident ID number: 18 characters with a valid province, date of birth and MOD 11-2 check digit, or the
+    15-digit legacy form (no check digit; ``YYMMDD`` of the 1900s) with a valid province and date."""
+    compact = value.replace(" ", "").upper()
+    if compact[:2] not in _CN_PROVINCES:
+        return False
+    if len(compact) == 18 and compact[:17].isdigit():
+        born = _birth_date_ok(int(compact[6:10]), int(compact[10:12]), int(compact[12:14]))
+        return born and cn_id_check_digit(compact[:17]) == compact[17]
+    if len(compact) == 15 and compact.isdigit():
+        return _birth_date_ok(1900 + int(compact[6:8]), int(compact[8:10]), int(compact[10:12]))
+    return False
+
+
+def cn_mobile_ok(value: str) -> bool:
+    """A mainland mobile number: 11 digits ``1[3-9]X XXXX XXXX`` after an optional +86/0086."""
+    digits = re.sub(r"\D", "", value)
+    digits = digits[4:] if value.startswith("00") else digits[2:] if value.startswith("+") else digits
+    return len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789"
+
+
+def cn_landline_ok(value: str) -> bool:
+    """An area code (010, 02X or a 3-digit code after 0) and a 7- or 8-digit local number not starting 0, and an
+    optional extension (``-123``, ``转123``)."""
+    if _cn_landline_digits_ok(value):
+        return True
+    number = re.sub(r"(?:-|转)\d{1,5}$", "", value)
+    return number != value and _cn_landline_digits_ok(number)
+
+
+def _cn_landline_digits_ok(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    if value.startswith(("+", "00")):
+        digits = digits[4:] if value.startswith("00") else digits[2:]
+        digits = digits if digits.startswith("0") else "0" + digits
+    area = 3 if digits[:3] == "010" or digits[:2] == "02" else 4
+    return 10 <= len(digits) <= 12 and 7 <= len(digits) - area <= 8 and digits[area] != "0"
+
+
+def cn_card_ok(value: str) -> bool:
+    """A UnionPay card number: 16-19 digits starting 62, Luhn-valid, and not a resident ID number."""
+    digits = re.sub(r"[ -]", "", value)
+    return 16 <= len(digits) <= 19 and digits.startswith("62") and luhn_ok(digits) and not cn_id_ok(digits)
+
+
+_CN_AREA = r"(?:10|2\d|[3-9]\d{2})"
+_CN_CARD_WORDS = r"(?:卡号|银行卡|银联卡|储蓄卡|信用卡|借记卡|账号|帐号)"
+
+CN_RECOGNIZERS: tuple[Recognizer, ...] = (
+    Recognizer(
+        "PHONE",
+        re.compile(rf"{_NOT_BEFORE}{_CN_COUNTRY}?1[3-9]\d(?:[ -]?\d{{4}}){{2}}{_NOT_AFTER}"),
+        0.9,
+        cn_mobile_ok,
+    ),
+    Recognizer(
+        "PHONE",
+        re.compile(
+            rf"(?<![0-9A-Za-z_+.-])(?:\(?(?:{_CN_COUNTRY}0?|0){_CN_AREA}\)?)[ -]?[1-9]\d{{2,3}}[ -]?\d{{4}}"
+            rf"(?:[-转]\d{{1,5}})?{_NOT_AFTER}"
+        ),
+        0.85,
+        cn_landline_ok,
+    ),
+    Recognizer(
+        "CN_ID_CARD",
+        re.compile(rf"{_NOT_BEFORE}(?:\d{{6}} ?\d{{8}} ?\d{{3}}[\dXx]|\d{{15}}){_NOT_AFTER}"),
+        1.0,
+        cn_id_ok,
+    ),
+    Recognizer(
+        "CREDIT_CARD",
+        re.compile(rf"{_NOT_BEFORE}62\d{{2}}(?:[ -]?\d{{4}}){{2}}[ -]?\d{{4,7}}{_NOT_AFTER}"),
+        1.0,
+        cn_card_ok,
+    ),
+    # A 62 card number right after a card word: counted without Luhn (some older UnionPay numbers fail it).
+    Recognizer(
+        "CREDIT_CARD",
+        re.compile(rf"{_CN_CARD_WORDS}[:：\s是为]{{0,3}}(?P<pii>62\d{{14,17}}){_NOT_AFTER}"),
+        0.95,
+        lambda v: not cn_id_ok(v),
+    ),
+)
+
+# Types whose patterns also run with CJK characters read as separators (an email or address inside Chinese text).
+CJK_SEPARATED_TYPES = frozenset({"EMAIL", "URL", "IP", "CREDIT_CARD", "IBAN"})
+_CJK = re.compile(
+    "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+    "\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003134f]"
+)
+
+
+def cjk_as_separators(text: str) -> str | None:
+    """``text`` with every CJK character (and full-width form) replaced by a line break, offsets unchanged;
+    ``None`` when it has none."""
+    return _CJK.sub("\n", text) if _CJK.search(text) else None
 
 
 _MONTH = (
