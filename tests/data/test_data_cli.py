@@ -87,3 +87,17 @@ def test_redact_cli_masks_chinese_phone_and_id_numbers(cli):
     result = cli("data", "redact", input=text)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"我的手机号是[PHONE]，身份证号[CN_ID_CARD]\n号码{wrong}有误，编号12345678901\n"
+
+
+def test_prepare_cli_gbk_input_is_one_line_naming_encoding_gbk(cli, tmp_path):
+    gbk = tmp_path / "r.tsv"
+    gbk.write_bytes("好看\t1\n难看\t0\n很好看\t1\n太难看了\t0\n".encode("gbk"))
+    args = ("data", "prepare", str(gbk), "--task", "classification", "--pii", "off", "--no-header", "--split", "1,0")
+    bad = cli(*args, "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not valid utf-8" in lines[0] and "--encoding gbk" in lines[0], bad.stderr
+    good = cli(*args, "--out", str(tmp_path / "g"), "--encoding", "gbk", "--json")
+    assert good.returncode == 0, good.stderr
+    texts = {json.loads(line)["text"] for line in (tmp_path / "g" / "train.jsonl").read_text("utf-8").splitlines()}
+    assert texts == {"好看", "难看", "很好看", "太难看了"}

@@ -266,3 +266,27 @@ def test_headerless_bad_column_index_is_one_clear_error(tmp_path):
     with pytest.raises(InvalidInputError, match="no column 'text' for --text-col"):
         prepare([tsv], task="classification", out=tmp_path / "o", pii="off", header=False, text_col="text")
     assert not (tmp_path / "o").exists()
+
+
+GBK_ROWS = ["text\tlabel", "这部电影很好看\t1", "剧情拖沓，演员尴尬\t0", "配乐动人，值得一看\t1", "浪费时间\t0"]
+
+
+def test_a_gbk_file_is_one_clear_error_naming_the_encoding_and_reads_with_it(tmp_path):
+    gbk = tmp_path / "reviews.tsv"
+    gbk.write_bytes(("\n".join(GBK_ROWS) + "\n").encode("gbk"))
+    with pytest.raises(InvalidInputError, match=r"reviews\.tsv:2: not valid utf-8 text \(byte 11\)") as err:
+        prepare([gbk], task="classification", out=tmp_path / "o", pii="off", split="1,0")
+    assert "--encoding gbk" in str(err.value.hint)
+    assert not (tmp_path / "o").exists()
+    prepare([gbk], task="classification", out=tmp_path / "o", pii="off", split="1,0", encoding="gbk")
+    rows = read_jsonl(tmp_path / "o" / "train.jsonl")
+    assert sorted((r["text"], r["label"]) for r in rows) == sorted(tuple(r.split("\t")) for r in GBK_ROWS[1:])
+    with pytest.raises(InvalidInputError, match="unknown --encoding 'klingon'"):
+        prepare([gbk], task="classification", out=tmp_path / "k", pii="off", encoding="klingon")
+
+
+def test_a_late_bad_byte_in_text_is_reported_at_its_line(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_bytes(("fine line\n" * 5000).encode() + "坏行\n".encode("gbk"))
+    with pytest.raises(InvalidInputError, match=r"notes\.txt:5001: not valid utf-8 text \(byte 50000\)"):
+        prepare([text], task="text", out=tmp_path / "o", pii="off", doc_unit="line")

@@ -46,6 +46,9 @@ def prepare(
     no_header: bool = typer.Option(
         False, "--no-header", help="CSV/TSV without a header row: name columns by index (--text-col 0 --label-col 1)."
     ),
+    encoding: str = typer.Option(
+        "utf-8", "--encoding", help="Text encoding of the inputs (e.g. gbk); a file that does not decode is an error."
+    ),
     max_chars: int = typer.Option(20_000, "--max-chars", help="Drop records longer than this."),
     dedup: str = typer.Option("near", "--dedup", help="exact, near (MinHash LSH) or off."),
     near_threshold: float = typer.Option(0.8, "--near-threshold", help="Jaccard similarity for near duplicates."),
@@ -83,6 +86,7 @@ def prepare(
             doc_unit=doc_unit,
             csv_quoting=quoting,
             header=not no_header,
+            encoding=encoding,
             max_chars=max_chars,
             dedup=dedup,
             near_threshold=near_threshold,

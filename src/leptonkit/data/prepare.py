@@ -51,6 +51,7 @@ def prepare(
     doc_unit: str = "block",
     csv_quoting: bool | None = None,
     header: bool = True,
+    encoding: str = "utf-8",
     max_chars: int = 20_000,
     dedup: str = "near",
     near_threshold: float = 0.8,
@@ -70,6 +71,7 @@ def prepare(
     otherwise deterministic ``split`` fractions (default 0.8,0.1,0.1), stratified by label for classification.
     ``limit`` reads at most that many rows of each input (quick trials). ``header=False`` reads csv/tsv files
     that have no header row: columns are then named by index (``text_col=0, label_col=1``, the defaults).
+    ``encoding`` decodes the inputs (strictly: a file that does not decode is an error that names the fix).
     """
     if task not in TASKS:
         raise InvalidInputError(f"unknown task {task!r}", hint=f"use one of: {', '.join(TASKS)}")
@@ -78,7 +80,9 @@ def prepare(
     if max_chars < 1:
         raise InvalidInputError(f"--max-chars must be positive, got {max_chars}")
     check_mode(pii)
-    read_options = ReadOptions(fmt=fmt, tag_col=tag_col, doc_unit=doc_unit, csv_quoting=csv_quoting, header=header)
+    read_options = ReadOptions(
+        fmt=fmt, tag_col=tag_col, doc_unit=doc_unit, csv_quoting=csv_quoting, header=header, encoding=encoding
+    )
     sources, ratios = _plan(inputs, fmt, split, task)
     text_col = None if text_col is None else str(text_col).strip()
     label_col = None if label_col is None else str(label_col).strip()
@@ -171,6 +175,7 @@ def prepare(
                 "tag_col": tag_col,
                 "doc_unit": doc_unit,
                 "header": header,
+                "encoding": encoding,
                 "max_chars": max_chars,
                 "dedup": dedup,
                 "near_threshold": near_threshold,

@@ -8,6 +8,7 @@ carrying its line number; the caller decides (``--on-error skip|fail``).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import sys
@@ -53,6 +54,7 @@ class ReadOptions:
     doc_unit: str = "block"
     csv_quoting: bool | None = None  # None: on for csv, off for tsv
     header: bool = True  # False: no header row; columns are named by index "0", "1", ...
+    encoding: str = "utf-8"
 
 
 def detect_format(path: Path, fmt: str | None, task: str | None = None) -> str:
@@ -73,19 +75,80 @@ def detect_format(path: Path, fmt: str | None, task: str | None = None) -> str:
 
 
 def read_rows(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
-    """``(line, row)`` pairs; a row is a dict (jsonl, json, csv, tsv), ``(tokens, tags)`` (conll) or ``str`` (txt)."""
+    """``(line, row)`` pairs; a row is a dict (jsonl, json, csv, tsv), ``(tokens, tags)`` (conll) or ``str`` (txt).
+
+    Text is decoded strictly in ``options.encoding``: a byte that does not decode is an :class:`InvalidInputError`
+    naming the line and the ``--encoding`` that reads it, never a replacement character written into a dataset."""
+    check_encoding(options.encoding)
     reader = {"jsonl": _jsonl, "json": _json_array, "csv": _delimited, "tsv": _delimited, "conll": _conll}.get(
         fmt, _text
     )
-    return reader(path, fmt, options)
+    return _decoded(path, options.encoding, reader(path, fmt, options))
 
 
-def _open(path: Path):
-    return path.open(encoding="utf-8", errors="strict", newline="")
+def check_encoding(encoding: str) -> str:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InvalidInputError(
+            f"unknown --encoding {encoding!r}", hint="use a Python codec name such as utf-8, gbk, gb18030 or big5"
+        ) from None
+    return encoding
+
+
+def _decoded(path: Path, encoding: str, rows: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from rows
+    except UnicodeDecodeError:
+        raise encoding_error(path, encoding) from None
+
+
+# Encodings tried, in order, to name the fix when a file does not decode (GBK files are the common case).
+_GUESSES = ("gbk", "gb18030", "big5", "shift_jis", "cp1252")
+
+
+def encoding_error(path: Path, encoding: str) -> InvalidInputError:
+    """Where ``path`` stops decoding as ``encoding`` (line and byte), and an encoding that reads the whole file."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line, offset, bad = 1, 0, None
+    with path.open("rb") as f:
+        while bad is None and (chunk := f.read(1 << 16)):
+            pending = len(decoder.getstate()[0])  # bytes of the previous chunk held back, decoded with this one
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                bad = max(offset - pending + err.start, 0)
+                line += chunk[: max(bad - offset, 0)].count(b"\n")
+                break
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+    guess = next((g for g in _GUESSES if g != codecs.lookup(encoding).name and _decodes(path, g)), None)
+    where = f"{path}:{line}: not valid {encoding} text" + (f" (byte {bad})" if bad is not None else "")
+    if guess:
+        hint = f"it reads as {guess}: pass --encoding {guess}, or convert it: iconv -f {guess} -t utf-8 FILE"
+    else:
+        hint = "pass --encoding with the file's encoding (e.g. --encoding gbk), or convert it to utf-8"
+    return InvalidInputError(where, hint=hint)
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 16):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _open(path: Path, encoding: str = "utf-8"):
+    return path.open(encoding=encoding, errors="strict", newline="")
 
 
 def _jsonl(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
-    with _open(path) as f:
+    with _open(path, options.encoding) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -100,7 +163,7 @@ def _jsonl(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, An
 def _json_array(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
     """Elements of a top-level JSON array, decoded one at a time from a sliding buffer (bounded memory)."""
     decoder = json.JSONDecoder()
-    with _open(path) as f:
+    with _open(path, options.encoding) as f:
         buffer, line, started, eof = "", 1, False, False
         while True:
             stripped = buffer.lstrip(" \t\r\n,")
@@ -145,7 +208,7 @@ def _csv_reader(f, fmt: str, options: ReadOptions):
 def _delimited(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
     """Rows as dicts keyed by the header; without one (``header=False``) keyed ``"0"``, ``"1"``, ... by position,
     the width fixed by the first row."""
-    with _open(path) as f:
+    with _open(path, options.encoding) as f:
         reader = _csv_reader(f, fmt, options)
         header = None
         if options.header:
@@ -169,14 +232,17 @@ def _delimited(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int
 def csv_header(path: Path, fmt: str, options: ReadOptions | None = None) -> list[str]:
     """The column names: the header row, or ``"0"``, ``"1"``, ... for the first non-blank row of a headerless file."""
     options = options or ReadOptions()
-    with _open(path) as f:
-        reader = _csv_reader(f, fmt, options)
-        for values in reader:
-            if not options.header:
-                if not any(v.strip() for v in values):
-                    continue
-                return [str(k) for k in range(len(values))]
-            return [h.strip() for h in values]
+    try:
+        with _open(path, check_encoding(options.encoding)) as f:
+            reader = _csv_reader(f, fmt, options)
+            for values in reader:
+                if not options.header:
+                    if not any(v.strip() for v in values):
+                        continue
+                    return [str(k) for k in range(len(values))]
+                return [h.strip() for h in values]
+    except UnicodeDecodeError:
+        raise encoding_error(path, options.encoding) from None
     return []
 
 
@@ -185,7 +251,7 @@ def _conll(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, An
     tokens: list[str] = []
     tags: list[str] = []
     start, width, bad = 0, None, None
-    with _open(path) as f:
+    with _open(path, options.encoding) as f:
         for number, raw in enumerate(f, 1):
             line = raw.strip()
             if line.startswith("-DOCSTART-") or not line:
@@ -215,7 +281,7 @@ def _conll(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, An
 def _text(path: Path, fmt: str, options: ReadOptions) -> Iterator[tuple[int, Any]]:
     if options.doc_unit not in DOC_UNITS:
         raise InvalidInputError(f"unknown --doc-unit {options.doc_unit!r}", hint=f"use one of: {', '.join(DOC_UNITS)}")
-    with _open(path) as f:
+    with _open(path, options.encoding) as f:
         if options.doc_unit == "file":
             yield 1, f.read()
             return
