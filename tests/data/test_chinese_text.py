@@ -4,12 +4,16 @@ Traditional-to-Simplified conversion on request."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from leptonkit.data import prepare
 from leptonkit.data.dedup import SHINGLE_CHARS, Deduplicator, shingle
 
-HOTEL = "酒店位置很好，离地铁站只有五分钟，房间干净整洁，前台服务热情，早餐种类也很丰富，隔音效果差了一点，下次出差还会再住。"
+HOTEL = (
+    "酒店位置很好，离地铁站只有五分钟，房间干净整洁，前台服务热情，"
+    "早餐种类也很丰富，隔音效果差了一点，下次出差还会再住。"
+)
 PHONE = (
     "iPhone 15 Pro收到了，屏幕显示细腻，A17芯片运行很流畅，拍照比旧手机强太多，就是充电有点慢，京东物流第二天就送到了。"
 )
@@ -89,3 +93,67 @@ def test_a_rewritten_clause_needs_a_lower_threshold_as_in_english(tmp_path):
     lower, texts = run(tmp_path, [HOTEL, OTHER_HOTELS[0], *REWRITTEN], "lower", near_threshold=0.7)
     assert strict["dropped"] == {}
     assert lower["dropped"] == {"duplicate": 2} and texts == [HOTEL, OTHER_HOTELS[0]]
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def rows_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_full_width_ascii_becomes_ascii_and_chinese_punctuation_stays(tmp_path):
+    text = "ＡＢＣ１２３　手机很好，但是电池只用了５０％？！（型号：ＸＹ－９）ｶﾀｶﾅ……x²"
+    src = write_rows(tmp_path / "in.jsonl", [{"text": text, "label": "ｐｏｓ"}, {"text": "太差了。", "label": "neg"}])
+    manifest = prepare([src], task="classification", out=tmp_path / "out", split="1,0", pii="off")
+    assert rows_of(tmp_path / "out") == [
+        {"text": "ABC123 手机很好，但是电池只用了50%？！（型号：XY-9）カタカナ……x²", "label": "pos"},
+        {"text": "太差了。", "label": "neg"},
+    ]
+    assert "，！？：；（）～" in manifest["options"]["normalization"]
+
+
+def test_t2s_converts_traditional_to_simplified_and_the_manifest_says_so(tmp_path):
+    rows = [
+        {"text": "繁體中文的軟體很好用，頭髮乾燥的問題也解決了。", "label": "正面評價"},
+        {"text": "這個產品太差了", "label": "負面評價"},
+    ]
+    src = write_rows(tmp_path / "in.jsonl", rows)
+    converted = prepare([src], task="classification", out=tmp_path / "t2s", split="1,0", pii="off", t2s=True)
+    assert rows_of(tmp_path / "t2s") == [
+        {"text": "繁体中文的软体很好用，头发干燥的问题也解决了。", "label": "正面評價"},  # labels: as given
+        {"text": "这个产品太差了", "label": "負面評價"},
+    ]
+    assert converted["options"]["t2s"] is True
+    kept_as_is = prepare([src], task="classification", out=tmp_path / "as_is", split="1,0", pii="off")
+    assert rows_of(tmp_path / "as_is") == rows
+    assert kept_as_is["options"]["t2s"] is False
+
+
+def test_t2s_converts_ner_tokens_one_by_one_so_tags_stay_aligned(tmp_path):
+    conll = tmp_path / "in.conll"
+    conll.write_text("我 O\n住 O\n在 O\n臺 B-LOC\n灣 I-LOC\n\n", encoding="utf-8")
+    prepare([conll], task="ner", out=tmp_path / "out", split="1,0", pii="off", t2s=True)
+    assert rows_of(tmp_path / "out") == [
+        {"tokens": ["我", "住", "在", "台", "湾"], "tags": ["O", "O", "O", "B-LOC", "I-LOC"]}
+    ]
+
+
+def test_t2s_cli_flag_and_its_one_line_error_without_opencc(cli, tmp_path, monkeypatch):
+    src = write_rows(tmp_path / "in.jsonl", [{"text": "這個軟體很好用"}])
+    args = ("data", "prepare", str(src), "--task", "text", "--pii", "off", "--split", "1,0", "--t2s")
+    result = cli(*args, "--out", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.json()["options"]["t2s"] is True
+    assert rows_of(tmp_path / "out") == [{"text": "这个软体很好用"}]
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "opencc.py").write_text("raise ImportError('opencc is not installed')\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(blocked), os.environ.get("PYTHONPATH")])))
+    missing = cli(*args, "--out", str(tmp_path / "missing"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "error: --t2s needs the opencc package (pip install 'leptonkit[train]' (or: pip install opencc))"
+    ]

@@ -49,6 +49,9 @@ def prepare(
     encoding: str = typer.Option(
         "utf-8", "--encoding", help="Text encoding of the inputs (e.g. gbk); a file that does not decode is an error."
     ),
+    t2s: bool = typer.Option(
+        False, "--t2s", help="Convert Traditional Chinese to Simplified (OpenCC); labels are left as given."
+    ),
     max_chars: int = typer.Option(20_000, "--max-chars", help="Drop records longer than this."),
     dedup: str = typer.Option("near", "--dedup", help="exact, near (MinHash LSH) or off."),
     near_threshold: float = typer.Option(0.8, "--near-threshold", help="Jaccard similarity for near duplicates."),
@@ -87,6 +90,7 @@ def prepare(
             csv_quoting=quoting,
             header=not no_header,
             encoding=encoding,
+            t2s=t2s,
             max_chars=max_chars,
             dedup=dedup,
             near_threshold=near_threshold,

@@ -1,5 +1,6 @@
-"""Cleaning: Unicode NFC, control characters out, whitespace normalised, empty/over-long records dropped, labels
-validated, NER tags repaired to IOB2.
+"""Cleaning: Unicode NFC, full-width forms to their plain ones, control characters out, whitespace normalised,
+empty/over-long records dropped, labels validated, NER tags repaired to IOB2; optionally Traditional Chinese to
+Simplified.
 
 Each function returns the cleaned record or the reason it is dropped; nothing is dropped silently.
 """
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from leptonkit.errors import InvalidInputError
 
 # C0/C1 controls except tab and newline (kept where layout matters: text and sft), plus zero-width/bidi marks.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -16,6 +20,26 @@ _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _ALL_SPACE = re.compile(r"\s+")
 _TAG = re.compile(r"^(?:O|[BIES]-.+)$")
+# Full-width punctuation that Chinese (and Japanese) text writes as such: kept, since NFKC would make "好，但是"
+# into "好,但是" and "真的？！" into "真的?!", which is not how the language is written and not how a model will
+# meet it at inference. (。、「」《》【】… are not touched by the mapping below at all.)
+KEPT_FULL_WIDTH = "，！？：；（）～"
+
+
+def _width_table() -> dict[int, str]:
+    """NFKC limited to the full-width and half-width forms (U+FF00-U+FFEF) and the ideographic space (U+3000):
+    ＡＢＣ１２３ to ABC123, "　" to " ", half-width katakana to katakana. Full NFKC would also rewrite text that
+    is fine as it is (x² to x2, ½ to 1⁄2, ™ to TM, … to ...), in English as much as in Chinese."""
+    table = {}
+    for code in [0x3000, *range(0xFF00, 0xFFF0)]:
+        char = chr(code)
+        plain = unicodedata.normalize("NFKC", char)
+        if plain != char and char not in KEPT_FULL_WIDTH:
+            table[code] = plain
+    return table
+
+
+_WIDTH = _width_table()
 
 
 @dataclass
@@ -26,8 +50,10 @@ class Cleaned:
 
 
 def normalize(text: str, *, keep_lines: bool) -> str:
-    """NFC, no control characters, runs of spaces as one; with ``keep_lines``, line breaks stay (at most one blank)."""
-    text = _CONTROL.sub("", unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")))
+    """NFC, full-width ASCII as ASCII (Chinese punctuation kept: ``KEPT_FULL_WIDTH``), no control characters, runs
+    of spaces as one; with ``keep_lines``, line breaks stay (at most one blank)."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n").translate(_WIDTH))
+    text = _CONTROL.sub("", text)
     if not keep_lines:
         return _ALL_SPACE.sub(" ", text).strip()
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
@@ -52,11 +78,30 @@ def repair_iob2(tags: list[str]) -> tuple[list[str], int] | None:
     return out, changed
 
 
-def clean_record(record: dict, task: str, max_chars: int) -> Cleaned:
+def t2s_converter() -> Callable[[str], str]:
+    """Traditional Chinese to Simplified (OpenCC's ``t2s``: characters and phrases, e.g. 繁體 to 繁体, 乾燥 to 干燥)."""
+    try:
+        import opencc
+    except ImportError:
+        raise InvalidInputError(
+            "--t2s needs the opencc package", hint="pip install 'leptonkit[train]' (or: pip install opencc)"
+        ) from None
+    return opencc.OpenCC("t2s").convert
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def clean_record(record: dict, task: str, max_chars: int, convert: Callable[[str], str] | None = None) -> Cleaned:
+    """``convert`` (e.g. ``t2s_converter()``) rewrites the text after normalisation: text, message contents and
+    NER tokens (one by one, so tags stay aligned); never labels, which name classes the user chose."""
+    convert = convert or _same
     if task == "ner":
+        record = {**record, "tokens": [convert(tok) for tok in record["tokens"]]}
         return _clean_ner(record, max_chars)
     if task == "sft":
-        messages = [{**m, "content": normalize(m["content"], keep_lines=True)} for m in record["messages"]]
+        messages = [{**m, "content": convert(normalize(m["content"], keep_lines=True))} for m in record["messages"]]
         if not any(m["content"] for m in messages if m["role"] == "assistant"):
             return Cleaned(None, "no_assistant_reply")
         if not any(m["content"] for m in messages if m["role"] == "user"):
@@ -64,7 +109,7 @@ def clean_record(record: dict, task: str, max_chars: int) -> Cleaned:
         if sum(len(m["content"]) for m in messages) > max_chars:
             return Cleaned(None, "too_long")
         return Cleaned({"messages": [m for m in messages if m["content"]]})
-    text = normalize(record["text"], keep_lines=task == "text")
+    text = convert(normalize(record["text"], keep_lines=task == "text"))
     if not text:
         return Cleaned(None, "empty")
     if len(text) > max_chars:

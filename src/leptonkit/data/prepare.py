@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from leptonkit.data import manifest as manifest_io
-from leptonkit.data.clean import clean_record
+from leptonkit.data.clean import KEPT_FULL_WIDTH, clean_record, t2s_converter
 from leptonkit.data.dedup import Deduplicator
 from leptonkit.data.deidentify import check_mode, deidentify
 from leptonkit.data.records import TASKS, ColumnError, Columns, record_texts, to_record
@@ -52,6 +52,7 @@ def prepare(
     csv_quoting: bool | None = None,
     header: bool = True,
     encoding: str = "utf-8",
+    t2s: bool = False,
     max_chars: int = 20_000,
     dedup: str = "near",
     near_threshold: float = 0.8,
@@ -72,6 +73,7 @@ def prepare(
     ``limit`` reads at most that many rows of each input (quick trials). ``header=False`` reads csv/tsv files
     that have no header row: columns are then named by index (``text_col=0, label_col=1``, the defaults).
     ``encoding`` decodes the inputs (strictly: a file that does not decode is an error that names the fix).
+    ``t2s`` converts Traditional Chinese text to Simplified (OpenCC; labels are left as given).
     """
     if task not in TASKS:
         raise InvalidInputError(f"unknown task {task!r}", hint=f"use one of: {', '.join(TASKS)}")
@@ -93,6 +95,7 @@ def prepare(
     for source in sources:
         _check_columns(source, task, columns, read_options)
     deduplicator = Deduplicator(dedup, threshold=near_threshold, seed=seed)
+    convert = t2s_converter() if t2s else None
     splitter = StratifiedSplitter(ratios, seed) if ratios else None
 
     with warnings.catch_warnings(record=True) as caught:
@@ -146,7 +149,7 @@ def prepare(
                     stats.drop("read", "malformed")
                     stats.error(where)
                     continue
-                cleaned = clean_record(record, task, max_chars)
+                cleaned = clean_record(record, task, max_chars, convert)
                 if cleaned.record is None:
                     stats.drop("clean", cleaned.reason or "invalid")
                     continue
@@ -176,6 +179,8 @@ def prepare(
                 "doc_unit": doc_unit,
                 "header": header,
                 "encoding": encoding,
+                "normalization": f"NFC; full-width forms to plain (kept: {KEPT_FULL_WIDTH})",
+                "t2s": t2s,
                 "max_chars": max_chars,
                 "dedup": dedup,
                 "near_threshold": near_threshold,
