@@ -4,12 +4,14 @@ server on 127.0.0.1 (a free port) in a background thread."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,6 +207,37 @@ def sse_event(line: str) -> dict | str | None:
         return None
     payload = line.removeprefix("data: ")
     return SSE_DONE if payload == SSE_DONE else json.loads(payload)
+
+
+def decode_staggered(
+    make_engine: Callable[[], Any], requests: list[tuple[list[int], Any]]
+) -> tuple[list[list[int]], list[int], list[str | None]]:
+    """Start the engine ``make_engine()`` builds, send ``requests`` (token ids, ``SamplingParams``) 1 ms apart, and
+    stop it: each request's tokens, the batch size at every delta (requests share steps as they join and leave),
+    and each request's finish reason."""
+
+    async def run() -> tuple[list[list[int]], list[int], list[str | None]]:
+        engine = make_engine()
+        await engine.start()
+        batch_sizes: list[int] = []
+        finishes: list[str | None] = [None] * len(requests)
+
+        async def one(i: int, ids: list[int], params: Any) -> list[int]:
+            await asyncio.sleep(0.001 * i)
+            tokens: list[int] = []
+            async for delta in engine.generate(ids, params):
+                tokens += delta.token_ids
+                finishes[i] = delta.finish_reason or finishes[i]
+                batch_sizes.append(len(engine._seqs))
+            return tokens
+
+        try:
+            got = await asyncio.gather(*(one(i, ids, params) for i, (ids, params) in enumerate(requests)))
+        finally:
+            await engine.stop()
+        return list(got), batch_sizes, finishes
+
+    return asyncio.run(run())
 
 
 def inference_keys(home: Path, prefix: str, names: Iterable[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse
+from tests.serve.conftest import assert_diverse, decode_staggered
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +42,11 @@ def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, length
             expected.append(out[0, ids.shape[1] :].tolist())
     assert_diverse(expected)
 
-    async def run() -> tuple[list[list[int]], list[int]]:
-        engine = NativeEngine("tiny", model, tokenizer, max_num_seqs=2)  # the 3rd and 4th join as others leave
-        await engine.start()
-        batch_sizes: list[int] = []
-
-        async def one(prompt: str, n: int, delay: float) -> list[int]:
-            await asyncio.sleep(delay)
-            params = SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
-            tokens = []
-            async for delta in engine.generate(tokenizer(prompt)["input_ids"], params):
-                tokens += delta.token_ids
-                batch_sizes.append(len(engine._seqs))
-            return tokens
-
-        try:
-            got = await asyncio.gather(
-                *(one(p, n, 0.001 * i) for i, (p, n) in enumerate(zip(prompts, lengths, strict=True)))
-            )
-        finally:
-            await engine.stop()
-        return list(got), batch_sizes
-
-    got, batch_sizes = asyncio.run(run())
+    params = [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True) for n in lengths]
+    got, batch_sizes, _ = decode_staggered(  # the 3rd and 4th join as others leave
+        lambda: NativeEngine("tiny", model, tokenizer, max_num_seqs=2),
+        [(tokenizer(p)["input_ids"], q) for p, q in zip(prompts, params, strict=True)],
+    )
     assert got == expected
     assert max(batch_sizes) == 2  # requests really shared decode steps, within max_num_seqs
 

@@ -5,7 +5,6 @@ where a request is silent; the native engine decodes token for token what ``tran
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from leptonkit.serve.engine.base import SamplingParams
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse, serve_thread
+from tests.serve.conftest import assert_diverse, decode_staggered, serve_thread
 
 pytestmark = pytest.mark.slow
 
@@ -113,31 +112,10 @@ def test_native_engine_decodes_smollm2_like_generate_while_requests_join_and_lea
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 
-    async def run() -> tuple[list[list[int]], list[int], list[str | None]]:
-        # the 3rd request joins when the 2nd leaves
-        engine = NativeEngine("smol", model, tokenizer, max_num_seqs=2, compile=compile)
-        await engine.start()
-        batch_sizes: list[int] = []
-        finishes: list[str | None] = [None] * len(prompts)
-
-        async def one(i: int, ids: list[int], n: int, delay: float) -> list[int]:
-            await asyncio.sleep(delay)
-            tokens = []
-            async for delta in engine.generate(ids, SamplingParams(max_tokens=n, temperature=0)):
-                tokens += delta.token_ids
-                finishes[i] = delta.finish_reason or finishes[i]
-                batch_sizes.append(len(engine._seqs))
-            return tokens
-
-        try:
-            got = await asyncio.gather(
-                *(one(i, ids, n, 0.001 * i) for i, (ids, n) in enumerate(zip(prompts, lengths, strict=True)))
-            )
-        finally:
-            await engine.stop()
-        return list(got), batch_sizes, finishes
-
-    got, batch_sizes, finishes = asyncio.run(run())
+    got, batch_sizes, finishes = decode_staggered(  # the 3rd request joins when the 2nd leaves
+        lambda: NativeEngine("smol", model, tokenizer, max_num_seqs=2, compile=compile),
+        [(ids, SamplingParams(max_tokens=n, temperature=0)) for ids, n in zip(prompts, lengths, strict=True)],
+    )
     assert got == expected
     assert finishes == ["stop", "length", "length"]
     assert max(batch_sizes) == 2
