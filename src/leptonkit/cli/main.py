@@ -12,6 +12,7 @@ import typer
 from leptonkit import __version__
 from leptonkit.cli import bench as bench_cli
 from leptonkit.cli import data as data_cli
+from leptonkit.cli import deploy as deploy_cli
 from leptonkit.cli import explain as explain_cli
 from leptonkit.cli import generate as generate_cli
 from leptonkit.cli import keys as keys_cli
@@ -60,6 +61,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(bench_cli.app, name="bench")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(deploy_cli.app, name="deploy")
 app.command("explain")(explain_cli.explain)
 app.command("serve")(serve_cli.serve)
 app.command("top")(top_cli.top)

@@ -1,0 +1,2 @@
+"""Scale-out on existing engines: Ray Serve replicas (``deploy/ray_serve.py``) and Kubernetes manifests
+(``deploy/kubernetes.py``). This layer calls ``serve/``; nothing in ``serve/`` imports it."""
