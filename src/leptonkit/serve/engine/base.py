@@ -50,7 +50,14 @@ MIN_TEMPERATURE = 1e-2
 @dataclass
 class SamplingParams:
     """Per-request sampling: ``temperature`` below :data:`GREEDY_BELOW` is greedy (stored as 0), a positive one below
-    :data:`MIN_TEMPERATURE` is raised to it; ``seed`` makes sampling reproducible (any int, reduced modulo 2**64)."""
+    :data:`MIN_TEMPERATURE` is raised to it; ``seed`` makes sampling reproducible (any int, reduced modulo 2**64).
+
+    The logits controls have vLLM's meanings (``engine.logits``): ``presence_penalty`` and ``frequency_penalty``
+    subtract from the logits of tokens generated so far (once, or once per occurrence), ``repetition_penalty``
+    divides positive and multiplies negative logits of tokens in the prompt or the output, ``logit_bias`` adds to
+    token ids' logits, ``min_tokens`` keeps the end-of-sequence and ``stop_token_ids`` tokens (and stop strings)
+    from ending the output before that many tokens; ``top_k`` (0: off) samples among the k most likely tokens;
+    sampling a token of ``stop_token_ids`` ends the output, the token's text included unless it is special."""
 
     max_tokens: int
     temperature: float = 1.0
@@ -60,6 +67,13 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     ignore_eos: bool = False
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    min_tokens: int = 0
+    top_k: int = 0
+    stop_token_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.temperature < GREEDY_BELOW:
@@ -70,6 +84,17 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
+
+    @property
+    def controls_logits(self) -> bool:
+        """Whether this request changes its logits before sampling (a row without controls is left untouched)."""
+        return bool(
+            self.presence_penalty
+            or self.frequency_penalty
+            or self.repetition_penalty != 1.0
+            or self.logit_bias
+            or self.min_tokens
+        )
 
 
 @dataclass

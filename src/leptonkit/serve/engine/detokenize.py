@@ -31,10 +31,14 @@ class Detokenizer:
         self.text = ""  # all text decoded so far (stop strings excluded once found)
         self.sent = 0  # characters of ``text`` already handed out
 
-    def add(self, token_id: int) -> bool:
-        """Append a token; True when a stop string was found (``text`` is then cut before it)."""
+    def add(self, token_id: int, stops: bool = True) -> bool:
+        """Append a token; True when a stop string was found (``text`` is then cut before it). With ``stops``
+        false (``min_tokens`` not yet reached) stop strings are not looked for in this token's text."""
         piece = self.stream.step(self.backend, token_id)
         if not piece:
+            return False
+        if not stops:
+            self.text += piece
             return False
         start = max(0, len(self.text) - self.hold)
         self.text += piece

@@ -48,6 +48,8 @@ from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.fused_decoder import fused_decoder
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
+from leptonkit.serve.engine.logits import apply as apply_logits
+from leptonkit.serve.engine.logits import row_logits
 from leptonkit.serve.engine.multi_lora import MultiLora
 from leptonkit.serve.engine.sampling import make_generator, sample, token_logprobs
 from leptonkit.serve.engine.scheduler import FairQueue
@@ -74,6 +76,7 @@ class _Sequence:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.generator = make_generator(params)
         self.detok = Detokenizer(engine.tokenizer, params.stop)
+        self.logits = row_logits(params, prompt_ids, engine.eos_ids)  # penalties, bias, min_tokens (or None)
         self.arrival = time.perf_counter()
         self.last_time = 0.0
         self.generated = 0
@@ -336,6 +339,9 @@ class NativeEngine:
         self._seqs = [self._seqs[row] for row in keep]
 
     def _emit(self, seqs: list[_Sequence], logits: torch.Tensor, out: list) -> None:
+        # logprobs are the model's: a controlled row that reports them keeps its raw logits (``engine.logits``)
+        raw = {row: logits[row].clone() for row, s in enumerate(seqs) if s.logits is not None and s.params.logprobs}
+        apply_logits(logits, [s.logits for s in seqs])
         sampled = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
         now = time.perf_counter()
         emitted = 0
@@ -345,7 +351,7 @@ class NativeEngine:
             try:
                 if row in sampled.errors:
                     raise sampled.errors[row]
-                out.append((seq.queue, self._advance(seq, token, logits[row], now)))
+                out.append((seq.queue, self._advance(seq, token, raw.get(row, logits[row]), now)))
                 emitted += 1
             except Exception as err:  # this sequence's own failure: end it, not the batch
                 self._fail_one(seq, err, out)
@@ -359,9 +365,15 @@ class NativeEngine:
             self._m_itl.observe(now - seq.last_time)
         seq.last_time, seq.last_token = now, token
         seq.generated += 1
-        logprob = self._logprob(logits, token, seq.params) if seq.params.logprobs else None
+        if seq.logits is not None:
+            seq.logits.record(token)
+        params = seq.params
+        logprob = self._logprob(logits, token, params) if params.logprobs else None
         finish = None
-        if (token in self.eos_ids and not seq.params.ignore_eos) or seq.detok.add(token):
+        ended = token in self.eos_ids and not params.ignore_eos
+        # a stop token's text is kept (unless special), as in vLLM; stop strings count once min_tokens are out
+        stopped = not ended and seq.detok.add(token, seq.generated > params.min_tokens)
+        if ended or stopped or token in params.stop_token_ids:
             finish = "stop"
         elif seq.generated >= seq.params.max_tokens or len(seq.prompt_ids) + seq.generated >= self.context_length:
             finish = "length"

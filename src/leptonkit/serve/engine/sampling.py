@@ -1,5 +1,5 @@
 """Per-request sampling over one batch of logits: greedy rows in one ``argmax``, sampled rows each with their own
-temperature, top-p and seeded generator (so a seeded request gives the same text whatever else is in the batch).
+temperature, top-k, top-p and seeded generator (so a seeded request gives the same text whatever else is in the batch).
 
 A row whose sampling raises (NaN logits, say) is reported in :attr:`Sampled.errors` instead of failing the batch;
 the ``try`` around each sampled row costs nothing until it raises (zero-cost exceptions since Python 3.11).
@@ -47,6 +47,9 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
 
 
 def _sample_row(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    if 0 < p.top_k < logits.shape[-1]:  # then top-p among those, as vLLM does
+        kth = logits.topk(p.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits / p.temperature, dim=-1)
     if p.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
