@@ -16,6 +16,8 @@ _EXPORTS = {
     "finetune": "leptonkit.train.api",
     "pretrain": "leptonkit.train.api",
     "Client": "leptonkit.client",
+    "Service": "leptonkit.serve.services",
+    "endpoint": "leptonkit.serve.services",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,6 +8,7 @@ the server's message, HTTP status and OpenAI error type.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,8 @@ class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 600) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._endpoints: list[dict[str, Any]] | None = None  # GET /v1/services, read at the first call by name
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Client:
         return self
@@ -64,6 +67,57 @@ class Client:
 
     def ner(self, texts: str | list[str], *, model: str) -> list[list[dict[str, Any]]]:
         return [item["entities"] for item in self._post("/v1/ner", {"model": model, "input": texts})["data"]]
+
+    def services(self) -> list[dict[str, Any]]:
+        """The server's custom-service endpoints (``GET /v1/services``): service, endpoint, path, batch, stream."""
+        return self._get("/v1/services")["data"]
+
+    def call(self, endpoint: str, /, **arguments: Any) -> Any:
+        """Call a custom-service endpoint with keyword arguments, one item even when the endpoint is batched:
+        ``client.call("score", query="...", passage="...")`` -> the endpoint's result, or for a streaming endpoint an
+        iterator over its items.
+
+        ``endpoint`` is a method name (``"score"``: looked up in :meth:`services`, which must list exactly one
+        endpoint of that name), ``"SERVICE.METHOD"`` (``"reranker.score"``) or a path
+        (``"/v1/services/reranker/score"``).
+        """
+        path = endpoint if endpoint.startswith("/") else self._service_path(endpoint)
+        response = self._http.send(self._http.build_request("POST", path, json=arguments), stream=True)
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return self._events(response)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return self._checked(response).json()
+
+    def _service_path(self, name: str) -> str:
+        with self._lock:  # threads sharing this client ask the server once
+            if self._endpoints is None:
+                self._endpoints = self.services()
+        service, _, method = name.rpartition(".")
+        found = [e["path"] for e in self._endpoints if e["endpoint"] == method and service in ("", e["service"])]
+        if len(found) != 1:
+            known = ", ".join(f"{e['service']}.{e['endpoint']}" for e in self._endpoints) or "none"
+            what = "no endpoint" if not found else "several endpoints"
+            raise LeptonkitError(f"{what} named {name!r} on this server", hint=f"its endpoints: {known}")
+        return found[0]
+
+    def _events(self, response: httpx.Response) -> Iterator[Any]:
+        """The items of a custom-service stream (``data: <JSON>`` events until ``[DONE]``)."""
+        try:
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    return
+                item = json.loads(line[6:])
+                if isinstance(item, dict) and set(item) == {"error"}:
+                    error = item["error"]
+                    raise ApiError(error["message"], status=int(error.get("code") or 500), error_type=error["type"])
+                yield item
+        finally:
+            response.close()
 
     def _get(self, path: str) -> Any:
         return self._checked(self._http.get(path)).json()

@@ -10,7 +10,12 @@ from leptonkit.cli.output import parse_key_values
 
 
 def serve(
-    refs: list[str] = typer.Argument(..., help="Registry references (NAME, NAME:VERSION, NAME@ALIAS) or HF folders."),
+    refs: list[str] = typer.Argument(
+        None, help="Registry references (NAME, NAME:VERSION, NAME@ALIAS) or HF folders (optional with --service)."
+    ),
+    service: list[str] = typer.Option(
+        [], "--service", help="FILE.py:CLASS: a custom leptonkit.Service served beside the models, repeatable."
+    ),
     adapter: list[str] = typer.Option([], "--adapter", help="NAME=REF: a LoRA adapter to serve, repeatable."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
@@ -58,7 +63,8 @@ def serve(
 ) -> None:
     """Serve models over the OpenAI API (plus /v1/classify and /v1/ner) until SIGTERM or Ctrl-C."""
     fields = dict(locals())  # the options, named as ServeConfig's fields
-    fields |= {"models": fields.pop("refs"), "adapters": parse_key_values(fields.pop("adapter"), "adapter")}
+    fields |= {"models": fields.pop("refs") or [], "adapters": parse_key_values(fields.pop("adapter"), "adapter")}
+    fields["services"] = fields.pop("service")
     from pydantic import ValidationError
 
     from leptonkit.errors import InvalidInputError
@@ -69,8 +75,14 @@ def serve(
         config = ServeConfig(**fields)
     except ValidationError as err:
         first = err.errors()[0]
+        if not first["loc"]:  # the config as a whole: nothing to serve
+            raise InvalidInputError(first["msg"].removeprefix("Value error, "), hint="leptonkit serve REF") from None
         option = "--" + str(first["loc"][0]).replace("_", "-")
         raise InvalidInputError(f"{option}: {first['msg']}") from None
+    from leptonkit.serve.services import service_spec
+
+    for source in config.services:  # imported and checked before anything loads (route collisions: create_app)
+        service_spec(source)
     from leptonkit.serve.engine import vllm
 
     if config.engine == "vllm" and not vllm.available():
@@ -81,5 +93,5 @@ def serve(
             registry.get(ref)
     from leptonkit.serve.server import serve as run
 
-    typer.echo(f"serving {', '.join(config.models)} on http://{config.host}:{config.port}", err=True)
+    typer.echo(f"serving {', '.join(config.models + config.services)} on http://{config.host}:{config.port}", err=True)
     run(config)

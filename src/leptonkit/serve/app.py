@@ -2,7 +2,8 @@
 
 ``create_app(config)`` builds the routes, then :func:`install_operations` adds what an operator needs around them:
 ``GET /metrics``, the safety policy, the middlewares (``serve/middleware.py``: request ids, auth, limits, logs) and
-the auth and error answers in ``/openapi.json`` (``serve/openapi.py``).
+the auth and error answers in ``/openapi.json`` (``serve/openapi.py``). Custom services (``--service``,
+``serve/services.py``) are checked here, before the server starts, and set up in the lifespan after the models.
 
 Every :class:`LeptonkitError` becomes its HTTP status with ``{"error": {"message", "type", "param", "code"}}``;
 request validation failures (bad JSON, invalid UTF-8, a field of the wrong type) are 400s naming the field. Only a
@@ -36,14 +37,24 @@ from leptonkit.serve.protocol import error_body
 from leptonkit.serve.refusals import answer
 from leptonkit.serve.routes import admin, openai, tasks
 from leptonkit.serve.safety import SafetyPolicy
+from leptonkit.serve.services import ServiceSet, install_services, service_spec
 
 
 def create_app(config: ServeConfig) -> FastAPI:
+    services = [service_spec(source) for source in config.services]  # checked before the server starts
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.models = await ModelSet.load(config)
         try:
-            yield
+            if services:
+                registry = app.state.models.registry
+                app.state.services = await ServiceSet.start(services, registry, app.state.models.engine_threads)
+            try:
+                yield
+            finally:
+                if services:
+                    await app.state.services.close()
         finally:
             await app.state.models.close()
 
@@ -56,6 +67,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     for module in (admin, openai, tasks):
         app.include_router(module.router)
     install_operations(app, config)
+    if services:
+        install_services(app, services)
     return app
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models: list[str] = Field(..., min_length=1, description="Registry references or Hugging Face folders.")
+    models: list[str] = Field(default_factory=list, description="Registry references or Hugging Face folders.")
+    services: list[str] = Field(default_factory=list, description="Custom Python services, FILE.py:CLASS each.")
     adapters: dict[str, str] = Field(default_factory=dict, description="Adapter name -> registry reference.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -52,3 +53,9 @@ class ServeConfig(BaseModel):
     safety_classifier: str | None = Field(None, description="Registry classifier that flags unsafe text.")
     safety_unsafe_labels: list[str] = Field(["unsafe", "toxic"], description="Classifier labels meaning unsafe.")
     safety_threshold: float = Field(0.5, ge=0, le=1, description="Classifier score that flags a text.")
+
+    @model_validator(mode="after")
+    def _something_to_serve(self) -> ServeConfig:
+        if not self.models and not self.services:
+            raise ValueError("nothing to serve: give a model reference or a service (FILE.py:CLASS)")
+        return self
