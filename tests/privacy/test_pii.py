@@ -161,7 +161,7 @@ def test_prepare_masks_pseudonymizes_or_drops(tmp_path, home):
         dropped = prepare([src], task="classification", out=tmp_path / "d", split="1,0", pii="drop")
     assert masked["pii"]["counts"] == {"EMAIL": 6, "PHONE": 6} and masked["pii"]["records_with_pii"] == 6
     assert "[PHONE] or mail [EMAIL]" in (tmp_path / "m" / "train.jsonl").read_text()
-    assert masked["warnings"] and not masked["pii"]["names_detected"]
+    assert masked["warnings"] and masked["pii"]["names_by"].startswith("word lists")
     assert "user0@example.com" not in (tmp_path / "p" / "train.jsonl").read_text() and fake["pii"]["key"] == "given"
     assert dropped["dropped"] == {"pii": 6} and dropped["rows"]["out"] == 6
 
@@ -176,7 +176,7 @@ def test_pii_eval_on_the_sample_file_meets_the_pattern_target(detector):
     result = evaluate(records, detector)
     assert result["pattern_types"]["char_recall"] >= 0.98
     assert result["pattern_types"]["char_precision"] >= 0.95
-    assert result["per_type"]["PERSON"]["recall"] == 0.0  # no model: names are honestly missed
+    assert result["per_type"]["PERSON"]["recall"] >= 0.6  # no model: word lists and context rules
     assert result["type_map"]["GPE"] == "LOCATION" and result["unscored"] == {"TITLE": 1, "AGE": 1}
     assert result["records"] == len(records) and result["records_per_s"] > 100
 

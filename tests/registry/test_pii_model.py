@@ -59,7 +59,7 @@ def test_the_pii_alias_is_found_and_model_entities_become_person_spans(tiny_pii_
 def test_prepare_uses_the_alias_by_default_and_keeps_ner_alignment(tiny_pii_model, tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"tokens": ["Ann", "visited", "Rome"], "tags": ["B-PER", "O", "B-LOC"]}) + "\n")
-    manifest = prepare([src], task="ner", out=tmp_path / "out", split="1,0")
+    manifest = prepare([src], task="ner", out=tmp_path / "out", split="1,0", pii="mask")
     assert manifest["pii"]["model"] == tiny_pii_model and manifest["pii"]["names_detected"]
     assert len(manifest["warnings"]) == 1 and "--pii pseudonymize keeps them learnable" in manifest["warnings"][0]
     record = json.loads((tmp_path / "out" / "train.jsonl").read_text())
@@ -67,7 +67,8 @@ def test_prepare_uses_the_alias_by_default_and_keeps_ner_alignment(tiny_pii_mode
     assert record == {"tokens": ["[PERSON]"], "tags": ["B-PER"]}
 
 
-def test_without_a_model_names_are_not_detected_and_a_warning_says_so(home):
-    with pytest.warns(UserWarning, match="names, places and organisations are not detected"):
+def test_without_a_model_names_come_from_rules_and_a_warning_says_so(home):
+    with pytest.warns(UserWarning, match="word lists and context rules only"):
         detector = pii_detector()
-    assert not detector.names_detected and detector.model_ref is None and find_pii_model() is None
+    assert detector.names_detected and detector.model_ref is None and find_pii_model() is None
+    assert not pii_detector(None, types=["EMAIL"]).names_detected

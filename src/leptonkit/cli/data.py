@@ -57,7 +57,19 @@ def prepare(
     near_threshold: float = typer.Option(0.8, "--near-threshold", help="Jaccard similarity for near duplicates."),
     split: str | None = typer.Option(None, "--split", help="train,valid,test fractions, e.g. 0.8,0.1,0.1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splits."),
-    pii: str = typer.Option("mask", "--pii", help="mask, pseudonymize, drop or off."),
+    pii: str = typer.Option(
+        "auto",
+        "--pii",
+        help="auto, mask, pseudonymize, drop or off. auto: mask, except ner data, which is pseudonymised (a labelled "
+        "name becomes a realistic fake name, tags aligned) so the model still learns names.",
+    ),
+    pii_types: str = typer.Option(
+        "direct",
+        "--pii-types",
+        help="What --pii replaces: 'direct' (default: emails, phones, card/ID/IBAN/SSN numbers, IPs, URLs, street "
+        "addresses, person names), 'quasi' (dates, places, organisations: kept by default, as alone they identify "
+        "nobody and are often what a model learns), 'all', or types, e.g. direct,LOCATION.",
+    ),
     pii_model: str | None = typer.Option(None, "--pii-model", help=PII_MODEL_HELP),
     pii_key: str | None = typer.Option(None, "--pii-key", help="Key of the pseudonyms (same key, same fakes)."),
     on_error: str = typer.Option("fail", "--on-error", help="A malformed line: fail, or skip and count it."),
@@ -97,6 +109,7 @@ def prepare(
             split=split,
             seed=seed,
             pii=pii,
+            pii_types=pii_types,
             pii_model=_model_arg(pii_model),
             pii_key=pii_key,
             on_error=on_error,

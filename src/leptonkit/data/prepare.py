@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from leptonkit.data import manifest as manifest_io
 from leptonkit.data.clean import KEPT_FULL_WIDTH, clean_record, t2s_converter
 from leptonkit.data.dedup import Deduplicator
-from leptonkit.data.deidentify import check_mode, deidentify
+from leptonkit.data.deidentify import QUASI_TYPES, WHY, deidentify, parse_types, resolve_mode
 from leptonkit.data.records import TASKS, ColumnError, Columns, record_texts, to_record
 from leptonkit.data.sources import ReadOptions, RowError, csv_header, detect_format, read_rows
 from leptonkit.data.split import SPLITS, StratifiedSplitter, parse_ratios, split_of_path
@@ -58,7 +58,8 @@ def prepare(
     near_threshold: float = 0.8,
     split: str | None = None,
     seed: int = 0,
-    pii: str = "mask",
+    pii: str = "auto",
+    pii_types: str | Sequence[str] | None = None,
     pii_model: str | None = "auto",
     pii_key: str | None = None,
     on_error: str = "fail",
@@ -74,6 +75,8 @@ def prepare(
     that have no header row: columns are then named by index (``text_col=0, label_col=1``, the defaults).
     ``encoding`` decodes the inputs (strictly: a file that does not decode is an error that names the fix).
     ``t2s`` converts Traditional Chinese text to Simplified (OpenCC; labels are left as given).
+    ``pii``: ``auto`` masks, or pseudonymises NER data; ``pii_types`` (default ``direct``) names what is replaced:
+    quasi-identifiers (dates, places, organisations) only when asked for (see :mod:`leptonkit.data.deidentify`).
     """
     if task not in TASKS:
         raise InvalidInputError(f"unknown task {task!r}", hint=f"use one of: {', '.join(TASKS)}")
@@ -81,7 +84,8 @@ def prepare(
         raise InvalidInputError(f"unknown --on-error {on_error!r}", hint="use fail or skip")
     if max_chars < 1:
         raise InvalidInputError(f"--max-chars must be positive, got {max_chars}")
-    check_mode(pii)
+    pii = resolve_mode(pii, task)
+    types = parse_types(pii_types)
     read_options = ReadOptions(
         fmt=fmt, tag_col=tag_col, doc_unit=doc_unit, csv_quoting=csv_quoting, header=header, encoding=encoding
     )
@@ -104,7 +108,7 @@ def prepare(
         if pii != "off":
             from leptonkit.registry.pii import pii_detector
 
-            detector = pii_detector(pii_model, key=pii_key)
+            detector = pii_detector(pii_model, types=types, key=pii_key)
     target = Path(out).expanduser()
     staging = _staging(target, overwrite)
     stats = manifest_io.Stats()
@@ -194,13 +198,17 @@ def prepare(
             files=files,
             pii={
                 "mode": pii,
+                "types": list(types) if detector else [],
+                "kept": [t for t in QUASI_TYPES if t not in types] if detector else [],
+                "why": _why(task, pii, types) if detector else "--pii off: nothing de-identified",
                 "model": detector.model_ref if detector else None,
                 "names_detected": bool(detector and detector.names_detected),
+                "names_by": _names_by(detector),
                 "key": None if pii != "pseudonymize" else ("given" if pii_key else "random"),
             },
         )
         manifest["warnings"] = [str(w.message) for w in caught]
-        if task == "ner" and pii == "mask" and manifest["pii"]["names_detected"]:
+        if task == "ner" and pii == "mask" and "PERSON" in types:
             manifest["warnings"].append(
                 "--pii mask replaces labelled names in NER data with [PERSON] tokens, which a model cannot learn "
                 "names from; --pii pseudonymize keeps them learnable (or --pii off for public data such as CoNLL)"
@@ -213,6 +221,26 @@ def prepare(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _why(task: str, mode: str, types: Sequence[str]) -> list[str]:
+    """Why these types and this mode: the manifest's record of the defaults that applied."""
+    reasons = [WHY["direct"]]
+    if any(t in types for t in QUASI_TYPES):
+        reasons.append(f"quasi-identifiers asked for by --pii-types: {', '.join(t for t in QUASI_TYPES if t in types)}")
+    else:
+        reasons.append(WHY["quasi"])
+    if task == "ner" and mode == "pseudonymize":
+        reasons.append(WHY["ner"])
+    return reasons
+
+
+def _names_by(detector: Any) -> str | None:
+    if detector is None or "PERSON" not in detector.types:
+        return None
+    if detector.model_ref:
+        return f"NER model {detector.model_ref} (Latin script) and word lists with context rules (Chinese)"
+    return "word lists and context rules (common names; no NER model: see `leptonkit data pii-setup`)"
 
 
 def _plan(

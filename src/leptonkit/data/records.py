@@ -7,11 +7,12 @@ text ``{"text"}``. Column names are taken from ``--text-col``/``--label-col`` or
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from leptonkit.data.sources import RowError
+from leptonkit.privacy.recognizers import cjk_as_separators
 
 TASKS = ("classification", "ner", "sft", "text")
 ROLES = ("system", "user", "assistant")
@@ -115,10 +116,29 @@ def _messages(row: dict, line: int) -> list[dict]:
     )
 
 
+def character_level(tokens: Sequence[str]) -> bool:
+    """Whether NER tokens are single characters of CJK text (as in Chinese CoNLL files: 我 叫 王 秀 英 1 3 8 ...)."""
+    return all(len(t) == 1 for t in tokens) and any(cjk_as_separators(t) for t in tokens)
+
+
+def join_tokens(tokens: Sequence[str]) -> tuple[str, list[int]]:
+    """The text of NER tokens and each token's start in it: one space between tokens, none between two CJK
+    tokens, none at all in character-level CJK text (Chinese reads as Chinese text, which the Chinese name rules
+    and the phone and ID patterns need)."""
+    joined = character_level(tokens)
+    text, starts = "", []
+    for i, token in enumerate(tokens):
+        if i and not joined and not (cjk_as_separators(tokens[i - 1][-1:]) and cjk_as_separators(token[:1])):
+            text += " "
+        starts.append(len(text))
+        text += token
+    return text, starts
+
+
 def record_texts(record: dict) -> list[str]:
     """The free-text fields of a record, in order (what PII detection and de-duplication look at)."""
     if "messages" in record:
         return [m["content"] for m in record["messages"]]
     if "tokens" in record:
-        return [" ".join(record["tokens"])]
+        return [join_tokens(record["tokens"])[0]]
     return [record["text"]]

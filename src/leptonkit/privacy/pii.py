@@ -1,9 +1,10 @@
 """Detect and de-identify PII in text: patterns and gazetteers for structured values, an NER model for names.
 
 One detector serves three callers: ``data prepare`` (training data), request logging and the serving safety filter.
-``PiiDetector(None).redact("mail me at a@b.io")`` -> ``"mail me at [EMAIL]"``. Names, places and organisations need
-an NER model (an :class:`EntityModel`); without one only the pattern and gazetteer types are found and
-:attr:`PiiDetector.names_detected` is false. This module is a foundation and knows no registry: the registry's NER
+``PiiDetector(None).redact("mail me at a@b.io")`` -> ``"mail me at [EMAIL]"``. Common person names and places, in
+English and Chinese, are found with no setup by word lists and context rules (:mod:`leptonkit.privacy.names`); an
+NER model (an :class:`EntityModel`) finds more, and organisations: with one, it replaces the rules for Latin-script
+text (the Chinese rules stay). This module is a foundation and knows no registry: the registry's NER
 model (by default the version aliased ``@pii``, which ``leptonkit data pii-setup`` builds) is found and wrapped by
 :func:`leptonkit.registry.pii.pii_detector`.
 """
@@ -20,6 +21,7 @@ from functools import cache
 from typing import Any, ClassVar, Protocol
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.privacy.names import rule_spans
 from leptonkit.privacy.recognizers import (
     CJK_SEPARATED_TYPES,
     CN_RECOGNIZERS,
@@ -27,14 +29,18 @@ from leptonkit.privacy.recognizers import (
     RECOGNIZERS,
     cjk_as_separators,
     cn_id_check_digit,
+    cn_mobile_ok,
 )
 
 PII_ALIAS = "pii"
 MODES = ("mask", "pseudonymize")
 NO_MODEL_WARNING = (
-    "no NER model aliased @pii in the registry: names, places and organisations are not detected "
-    "(build one with `leptonkit data pii-setup`, or pass --pii-model REF)"
+    "no NER model aliased @pii in the registry: names and places are found from word lists and context rules only "
+    "(common names; a surname alone or an unlisted name without a cue is missed; organisations are not detected); "
+    "build a model with `leptonkit data pii-setup`, or pass --pii-model REF"
 )
+# Types the built-in word lists and context rules find (privacy/names.py).
+RULE_TYPES = frozenset({"PERSON", "LOCATION", "ADDRESS"})
 # CoNLL-style entity types of an NER model, as PII types; other types (e.g. MISC) are not PII here.
 MODEL_TYPES = {
     "PER": "PERSON",
@@ -282,7 +288,9 @@ class Pseudonymizer:
     """A consistent fake value per real value: HMAC(key, type, value) seeds Faker, so one key, one mapping.
 
     The same person is the same fake person across a whole dataset (and across datasets prepared with the same
-    key); without a key a random one is drawn, so the mapping cannot be recomputed from a guessed value.
+    key); without a key a random one is drawn, so the mapping cannot be recomputed from a guessed value. A value in
+    Chinese (or a mainland mobile number) gets a fake from Faker's ``zh_CN`` locale: 王秀英 becomes another Chinese
+    name, not an English one.
     """
 
     GENERATORS: ClassVar[dict[str, Callable[[Any, str], str]]] = {
@@ -300,21 +308,29 @@ class Pseudonymizer:
         "CN_ID_CARD": lambda f, v: _fake_cn_id(f),
         "DATE": lambda f, v: f.date(),
     }
+    # zh_CN's own street addresses read "冯路O座": a city, a district and a numbered street read like real ones.
+    ZH_GENERATORS: ClassVar[dict[str, Callable[[Any, str], str]]] = {
+        "ADDRESS": lambda f, v: f"{f.city_name()}市{f.district()}区{f.street_name()}{f.random_int(1, 999)}号",
+        "LOCATION": lambda f, v: f.city_name(),
+    }
 
     def __init__(self, key: str | bytes | None = None) -> None:
         from faker import Faker
 
         self.keyed = key is not None
         self._key = key.encode() if isinstance(key, str) else (key or secrets.token_bytes(32))
-        self._faker = Faker("en_US")
+        self._fakers = {"en": Faker("en_US"), "zh": Faker("zh_CN")}
         self._cache: dict[tuple[str, str], str] = {}
 
     def fake(self, pii_type: str, value: str) -> str:
         cached = self._cache.get((pii_type, value))
         if cached is None:
             digest = hmac.new(self._key, f"{pii_type}\0{value}".encode(), hashlib.sha256).digest()
-            self._faker.seed_instance(int.from_bytes(digest[:8], "big"))
-            cached = self.GENERATORS.get(pii_type, lambda f, v: f"[{pii_type}]")(self._faker, value)
+            chinese = cjk_as_separators(value) is not None or (pii_type == "PHONE" and cn_mobile_ok(value))
+            faker = self._fakers["zh" if chinese else "en"]
+            faker.seed_instance(int.from_bytes(digest[:8], "big"))
+            generator = (self.ZH_GENERATORS if chinese else {}).get(pii_type) or self.GENERATORS.get(pii_type)
+            cached = generator(faker, value) if generator else f"[{pii_type}]"
             self._cache[(pii_type, value)] = cached
         return cached
 
@@ -322,8 +338,9 @@ class Pseudonymizer:
 class PiiDetector:
     """Find PII spans in text and mask or pseudonymize them.
 
-    ``model``: an :class:`EntityModel` for PERSON/LOCATION/ORGANIZATION, or ``None`` for patterns and gazetteers
-    only (:func:`leptonkit.registry.pii.pii_detector` gives a detector with a registry model, ``@pii`` by default).
+    ``model``: an :class:`EntityModel` for PERSON/LOCATION/ORGANIZATION, or ``None`` for patterns, gazetteers and
+    the name rules (:func:`leptonkit.registry.pii.pii_detector` gives a detector with a registry model, ``@pii`` by
+    default). ``rules=False`` turns the word-list and context rules for names, places and Chinese addresses off.
     """
 
     def __init__(
@@ -332,6 +349,7 @@ class PiiDetector:
         *,
         types: Sequence[str] | None = None,
         key: str | bytes | None = None,
+        rules: bool = True,
     ) -> None:
         unknown = sorted(set(types or ()) - set(PII_TYPES))
         if unknown:
@@ -339,12 +357,13 @@ class PiiDetector:
         self.types = frozenset(types or PII_TYPES)
         self.model = model
         self.model_ref = model.ref if model is not None else None
+        self.rules = rules
         self._key = key
         self._pseudonymizer: Pseudonymizer | None = None
 
     @property
     def names_detected(self) -> bool:
-        return self.model_ref is not None
+        return self.model_ref is not None or (self.rules and "PERSON" in self.types)
 
     @property
     def pseudonymizer(self) -> Pseudonymizer:
@@ -359,6 +378,13 @@ class PiiDetector:
     def detect_batch(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
         """Spans for many texts; the NER model (if any) runs batched over all of them at once."""
         found = [_pattern_spans(text, self.types) for text in texts]
+        if self.rules and self.types & RULE_TYPES:
+            for text, spans in zip(texts, found, strict=True):
+                spans += [
+                    PiiSpan(f.start, f.end, f.type, text[f.start : f.end], f.score, "rules")
+                    for f in rule_spans(text, latin=self.model is None)
+                    if f.type in self.types
+                ]
         if self.model is not None and self.types & {"PERSON", "LOCATION", "ORGANIZATION"}:
             for text, spans, model_spans in zip(texts, found, self._model_spans(self.model, texts), strict=True):
                 spans.extend(model_spans)

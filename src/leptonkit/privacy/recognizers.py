@@ -302,7 +302,7 @@ RECOGNIZERS: tuple[Recognizer, ...] = (
         ),
         0.6,
     ),
-    Recognizer("CREDIT_CARD", re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])"), 1.0, card_ok),
+    Recognizer("CREDIT_CARD", re.compile(r"(?<![\w+-])\d(?:[ -]?\d){11,18}(?![\w-])"), 1.0, card_ok),
     Recognizer(
         "IBAN",
         re.compile(

@@ -127,8 +127,9 @@ WORD_OPS: dict[str, WordOp] = {"typos": typo, "case": recase, "punctuation": pun
 class PiiSwapper:
     """Personal data swapped for other fake personal data of the same type, with the privacy package's detector.
 
-    Text: every span the :class:`~leptonkit.privacy.pii.PiiDetector` finds (patterns, and names/places/orgs when a
-    model aliased ``@pii`` exists). NER records: their own PER/LOC/ORG entities.
+    Text: every span the :class:`~leptonkit.privacy.pii.PiiDetector` finds (patterns, names and places from its word
+    lists and rules, organisations too when a model aliased ``@pii`` exists). NER records: their own PER/LOC/ORG
+    entities.
     """
 
     def __init__(self, seed: int = 0) -> None:
