@@ -155,12 +155,13 @@ def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 class ServerThread:
-    """A real uvicorn server for ``create_app(config)`` in a thread; ``url`` is http://127.0.0.1:PORT."""
+    """A real uvicorn server for ``create_app(config)`` in a thread; ``url`` is http://127.0.0.1:PORT. ``setup``
+    may add to the app first (the web console mounts itself so)."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, setup=None) -> None:
         from leptonkit.serve.server import uvicorn_server
 
-        self.server = uvicorn_server(config)
+        self.server = uvicorn_server(config, setup)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -187,10 +188,10 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def serve_thread(**fields) -> Iterator[ServerThread]:
+def serve_thread(setup: Callable[[Any], None] | None = None, **fields) -> Iterator[ServerThread]:
     from leptonkit.serve.config import ServeConfig
 
-    with ServerThread(ServeConfig(port=0, threads=1, **fields)) as server:
+    with ServerThread(ServeConfig(port=0, threads=1, **fields), setup) as server:
         yield server
 
 

@@ -11,12 +11,14 @@ import typer
 
 from leptonkit import __version__
 from leptonkit.cli import bench as bench_cli
+from leptonkit.cli import console as console_cli
 from leptonkit.cli import data as data_cli
 from leptonkit.cli import deploy as deploy_cli
 from leptonkit.cli import explain as explain_cli
 from leptonkit.cli import generate as generate_cli
 from leptonkit.cli import keys as keys_cli
 from leptonkit.cli import models
+from leptonkit.cli import runs as runs_cli
 from leptonkit.cli import serve as serve_cli
 from leptonkit.cli import top as top_cli
 from leptonkit.cli import train as train_cli
@@ -62,8 +64,10 @@ app.add_typer(bench_cli.app, name="bench")
 app.add_typer(data_cli.app, name="data")
 app.add_typer(keys_cli.app, name="keys")
 app.add_typer(deploy_cli.app, name="deploy")
+app.add_typer(runs_cli.app, name="runs")
 app.command("explain")(explain_cli.explain)
 app.command("serve")(serve_cli.serve)
+app.command("console")(console_cli.console)
 app.command("top")(top_cli.top)
 app.command("train")(train_cli.train)
 app.command("finetune")(train_cli.finetune)

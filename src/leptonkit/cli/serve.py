@@ -60,9 +60,11 @@ def serve(
         ["unsafe", "toxic"], "--safety-unsafe-label", help="Classifier label meaning unsafe; repeatable."
     ),
     safety_threshold: float = typer.Option(0.5, "--safety-threshold", help="Classifier score that flags a text."),
+    console: bool = typer.Option(False, "--console", help="Mount the web console at /console (same API keys)."),
 ) -> None:
     """Serve models over the OpenAI API (plus /v1/classify and /v1/ner) until SIGTERM or Ctrl-C."""
     fields = dict(locals())  # the options, named as ServeConfig's fields
+    with_console = fields.pop("console")
     fields |= {"models": fields.pop("refs") or [], "adapters": parse_key_values(fields.pop("adapter"), "adapter")}
     fields["services"] = fields.pop("service")
     from pydantic import ValidationError
@@ -94,4 +96,18 @@ def serve(
     from leptonkit.serve.server import serve as run
 
     typer.echo(f"serving {', '.join(config.models + config.services)} on http://{config.host}:{config.port}", err=True)
-    run(config)
+    run(config, _console_setup(config, registry) if with_console else None)
+
+
+def _console_setup(config, registry):
+    """``--console``: mount the web console on the serving app, on the same registry, keys and audit log."""
+    from leptonkit.console.app import mount_console
+    from leptonkit.console.web import ConsoleSettings
+
+    settings = ConsoleSettings(
+        home=Path(config.home) if config.home else registry.home,
+        same_server=True,
+        audit_log=Path(config.audit_log) if config.audit_log else None,
+        secure_cookie=config.ssl_certfile is not None,
+    )
+    return lambda app: mount_console(app, settings)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-SCRAPE_ENDPOINTS = frozenset({"/metrics", "/health", "/ready"})
+# not traffic: scrapes, probes, and the web console's own pages and polls (``serve --console``)
+SCRAPE_ENDPOINTS = frozenset({"/metrics", "/health", "/ready", "/console"})
 
 
 @dataclass

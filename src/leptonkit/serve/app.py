@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp
 
 from leptonkit.config import home as default_home
 from leptonkit.errors import LeptonkitError
@@ -89,6 +90,13 @@ def install_operations(app: FastAPI, config: ServeConfig) -> None:
 
         if not default_detector().names_detected:
             access_logger().warning({"event": "log_content", "message": f"names are not redacted: {NO_MODEL_WARNING}"})
+
+
+def mount_self_authenticated(app: FastAPI, path: str, sub_app: ASGIApp) -> None:
+    """Mount ``sub_app`` at ``path`` as an app that authenticates its own users (the web console: API key log-in,
+    session cookies): API-key checks skip its paths; request ids, logs, metrics, rate and body limits still apply."""
+    app.mount(path, sub_app)
+    app.state.self_authenticated = (*getattr(app.state, "self_authenticated", ()), path)
 
 
 def _metrics_endpoint() -> Response:

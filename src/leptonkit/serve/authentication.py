@@ -58,12 +58,15 @@ class RouteTable:
         self._cache: dict[tuple[str, str], tuple[str, bool]] = {}
 
     def lookup(self, app: FastAPI, method: str, path: str) -> tuple[str, bool]:
-        """``(path template, needs admin scope)``; ``("other", False)`` for a path the schema does not list."""
+        """``(path template, needs admin scope)``; ``(mount path, False)`` for a self-authenticated mount's path and
+        ``("other", False)`` for any other path the schema does not list."""
         found = self._cache.get((method, path))
         if found is None:
             if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.clear()
-            found = self._cache[(method, path)] = self._match(app, method, path)
+            mount = self_authenticated_mount({"path": path, "app": app})
+            found = (mount, False) if mount is not None else self._match(app, method, path)
+            self._cache[(method, path)] = found
         return found
 
     def _match(self, app: FastAPI, method: str, path: str) -> tuple[str, bool]:
@@ -77,6 +80,16 @@ class RouteTable:
             if verb == method and pattern.match(path):
                 return template, admin
         return "other", False
+
+
+def self_authenticated_mount(scope: Scope) -> str | None:
+    """The mount path of an app that authenticates its own users (``serve.app.mount_self_authenticated``, e.g. the
+    web console's session cookies) when the request is for it, else ``None``."""
+    path = scope["path"]
+    for prefix in getattr(scope["app"].state, "self_authenticated", ()):
+        if path == prefix or path.startswith(f"{prefix}/"):
+            return prefix
+    return None
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -98,7 +111,7 @@ class Authenticator:
 
     def check(self, scope: Scope, admin_route: bool, request_id: str) -> ApiKey | None:
         """``None`` for an open route, the caller's key when allowed; raises :class:`AuthenticationError`."""
-        if scope["path"] in self.open_paths:
+        if scope["path"] in self.open_paths or self_authenticated_mount(scope) is not None:
             return None
         token = bearer_token(scope)
         key = self.keys.authenticate(token) if token else None

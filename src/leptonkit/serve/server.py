@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 
 from leptonkit.serve.app import create_app
 from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.http import with_header_timeout
 
 
-def uvicorn_server(config: ServeConfig) -> uvicorn.Server:
+def uvicorn_server(config: ServeConfig, setup: Callable[[FastAPI], None] | None = None) -> uvicorn.Server:
+    """The server for ``create_app(config)``; ``setup`` may add to the app first (``serve --console`` mounts the
+    web console with it, as the layer above)."""
     app = create_app(config)
+    if setup is not None:
+        setup(app)
     settings = uvicorn.Config(
         app,
         host=config.host,
@@ -31,9 +37,9 @@ def uvicorn_server(config: ServeConfig) -> uvicorn.Server:
     return uvicorn.Server(settings)
 
 
-def serve(config: ServeConfig) -> None:
+def serve(config: ServeConfig, setup: Callable[[FastAPI], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; a model that fails to load ends the process with its error."""
-    server = uvicorn_server(config)
+    server = uvicorn_server(config, setup)
     # uvicorn re-raises SIGTERM after its graceful shutdown; a drained shutdown is a normal exit
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.run()

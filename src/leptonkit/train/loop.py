@@ -65,11 +65,10 @@ from leptonkit.train.checkpoint import (
     step_folder,
 )
 from leptonkit.train.distributed import barrier, is_main, pick_device, world_size, wrap
+from leptonkit.train.history import METRIC_LOG
 from leptonkit.train.progress import ProgressDisplay
 from leptonkit.train.recipe import TrainSettings
 from leptonkit.versions import cpu_supports_bf16
-
-METRIC_LOG = "metrics.jsonl"
 
 Evaluate = Callable[[torch.nn.Module], dict[str, float]]
 ComputeLoss = Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]
