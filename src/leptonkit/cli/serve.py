@@ -21,6 +21,12 @@ def serve(
     port: int = typer.Option(8000, "--port"),
     engine: str = typer.Option("auto", "--engine", help="auto, native or vllm (auto: vLLM on a GPU when installed)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16 or float32 (auto: bf16 where native)."),
+    tensor_parallel_size: int = typer.Option(
+        1, "--tensor-parallel-size", help="vLLM: GPUs each layer is split across (one engine, several GPUs)."
+    ),
+    pipeline_parallel_size: int = typer.Option(
+        1, "--pipeline-parallel-size", help="vLLM: GPU groups the layers are split into, run one after another."
+    ),
     max_num_seqs: int = typer.Option(64, "--max-num-seqs", help="Sequences decoded together."),
     max_queue: int = typer.Option(256, "--max-queue", help="Waiting sequences (prompts x n) per model before 429."),
     max_batched_tokens: int = typer.Option(2048, "--max-batched-tokens", help="Token budget of one engine step."),
@@ -89,6 +95,7 @@ def serve(
 
     if config.engine == "vllm" and not vllm.available():
         raise InvalidInputError("--engine vllm needs the vllm package", hint="pip install vllm, or use --engine native")
+    vllm.check_parallel(config)
     registry = Registry()
     for ref in [*config.models, *config.adapters.values()]:  # fail in one line before loading anything
         if not ref.startswith("builtin:") and not Path(ref).expanduser().is_dir():

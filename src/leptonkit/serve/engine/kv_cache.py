@@ -215,7 +215,8 @@ class BatchCache(Cache):
         first = int(valid.any(dim=0).nonzero()[0])
         for layer in self.layers:
             keys, values = layer.cached()
-            layer.adopt(keys[rows, :, first:], values[rows, :, first:])
+            kept = rows.to(keys.device)  # a split model's layers keep their cache on their own devices
+            layer.adopt(keys[kept, :, first:], values[kept, :, first:])
         self._valid = valid[:, first:]
 
 

@@ -28,6 +28,26 @@ def preferred() -> bool:
     return available() and torch.cuda.is_available()
 
 
+def chosen(config: Any) -> bool:
+    """Whether a server with this ``ServeConfig`` generates through vLLM (``--engine auto``: see :func:`preferred`)."""
+    return config.engine == "vllm" or (config.engine == "auto" and preferred())
+
+
+def check_parallel(config: Any) -> None:
+    """Tensor and pipeline parallel sizes are vLLM's: the native engine splits a model that does not fit one device
+    on its own (``engine.placement``), one device at a time."""
+    sizes = {
+        "--tensor-parallel-size": config.tensor_parallel_size,
+        "--pipeline-parallel-size": config.pipeline_parallel_size,
+    }
+    given = [f"{flag} {size}" for flag, size in sizes.items() if size > 1]
+    if given and not chosen(config):
+        raise InvalidInputError(
+            f"{' and '.join(given)} needs the vLLM engine",
+            hint="serve with --engine vllm on GPUs with vllm installed; the native engine places a model itself",
+        )
+
+
 class VllmEngine:
     def __init__(self, name: str, loaded: Any, config: Any) -> None:
         if not available():
@@ -60,6 +80,8 @@ class VllmEngine:
             enable_lora=True,
             max_loras=self.config.max_adapters,
             max_lora_rank=64,
+            tensor_parallel_size=self.config.tensor_parallel_size,  # GPUs per layer
+            pipeline_parallel_size=self.config.pipeline_parallel_size,  # groups of layers, one after another
             # on CPUs vLLM reads this as the share of RAM to reserve (default 0.92): leave room for the rest
             gpu_memory_utilization=0.9 if torch.cuda.is_available() else 0.15,
         )
