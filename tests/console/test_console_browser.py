@@ -61,6 +61,13 @@ def test_an_admin_moves_an_alias_and_the_audit_log_records_it(pages, console_ser
     screenshot(page, "registry")
     page.goto(f"{console_server.url}/console/registry/sentiment")
     screenshot(page, "model")
+    graph = page.locator("svg.lineage")
+    kinds = [node.get_attribute("data-kind") for node in graph.locator("g.node").all()]
+    assert sorted(kinds) == ["dataset", "model", "model", "run", "run"]  # one prepared dataset, two runs, two versions
+    edges = {(e.get_attribute("data-from"), e.get_attribute("data-to")) for e in graph.locator("path.edge").all()}
+    runs = [f"r:{run}" for run in console_home.runs]
+    assert {(runs[0], "v:sentiment:1"), (runs[1], "v:sentiment:2")} <= edges
+    assert {target for source, target in edges if source.startswith("d:")} == set(runs)
     page.fill("#move-alias input[name=alias]", "prod")
     page.select_option("#move-alias select[name=version]", "2")
     page.click("#move-alias button")
@@ -114,10 +121,13 @@ def test_the_chat_playground_streams_a_reply_in_pieces(pages, console_server) ->
     page.wait_for_selector("#chat select[name=model] option[value='tiny']", state="attached")
     page.fill("#chat input[name=temperature]", "0")
     page.fill("#chat input[name=max_tokens]", "12")
+    page.select_option("#chat select[name=model_b]", "tiny")  # side by side: the same greedy reply twice
     page.click("#chat button")
     page.wait_for_selector("#reply-a[data-done='1']", timeout=60_000)
+    page.wait_for_selector("#reply-b[data-done='1']", timeout=60_000)
     reply = page.locator("#reply-a")
     assert int(reply.get_attribute("data-events")) > 1 and reply.inner_text().strip()
+    assert page.locator("#reply-b").inner_text() == reply.inner_text()
     screenshot(page, "playground-chat")
 
 
@@ -196,4 +206,12 @@ def test_the_operations_request_counter_rises_after_requests(pages, console_serv
         )
     )
     assert states["LeptonkitDown"] == "ok" and states["LeptonkitHighErrorRate"] in ("ok", "no data")
+    memory = dict(
+        zip(
+            page.locator("#ops-models td:first-child").all_inner_texts(),
+            page.locator("#ops-models td:nth-child(4)").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert re.fullmatch(r"\d+ (KB|MB)", memory["sentiment"]) and re.fullmatch(r"\d+ (KB|MB)", memory["tiny"])
     screenshot(page, "operations")

@@ -62,6 +62,7 @@ BATCH_SIZE = Histogram(
     "leptonkit_batch_size", "Sequences (or inputs) per engine step.", ["model"], buckets=BATCH_SIZE_BUCKETS
 )
 ADAPTERS_LOADED = Gauge("leptonkit_adapters_loaded", "LoRA adapters loaded on a base model.", ["model"])
+MODEL_MEMORY = Gauge("leptonkit_model_memory_bytes", "Bytes of a served model's weights and buffers.", ["model"])
 
 # Operations (auth, limits, safety); recorded by leptonkit.serve (middleware, admission, safety).
 AUTH_FAILURES = Counter("leptonkit_auth_failures", "Requests refused by authentication or scope.", ["reason"])

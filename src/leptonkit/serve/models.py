@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from leptonkit.errors import InvalidInputError, NotFoundError
+from leptonkit.monitor import metrics
 from leptonkit.registry import Registry
 from leptonkit.serve.adapters import AdapterManager
 from leptonkit.serve.config import ServeConfig
@@ -80,6 +81,7 @@ class ModelSet:
         loaded = await asyncio.to_thread(_load_serially, ref, self.registry, dtype)
         self.refs[name] = version.ref if version else str(ref)
         self.tasks[name] = loaded.task or "embedding"
+        metrics.MODEL_MEMORY.labels(name).set(_weight_bytes(loaded.model))
         if loaded.task == GENERATION:
             engine = self._generation_engine(name, loaded)
             await engine.start()
@@ -178,3 +180,9 @@ def _load_serially(ref: str, registry: Registry, dtype: Any) -> Any:
 
     torch_threads.serial()
     return load_model(ref, registry=registry, dtype=dtype)
+
+
+def _weight_bytes(model: Any) -> int:
+    """Memory a loaded model's parameters and buffers hold (``leptonkit_model_memory_bytes``)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)

@@ -195,7 +195,7 @@
     if (value === null || value === undefined) return "–";
     if (unit === "ms") return `${(value * 1000).toFixed(1)} ms`;
     if (unit === "%") return `${(value * 100).toFixed(1)}%`;
-    if (unit === "bytes") return `${(value / 1048576).toFixed(0)} MB`;
+    if (unit === "bytes") return value < 1048576 ? `${(value / 1024).toFixed(0)} KB` : `${(value / 1048576).toFixed(0)} MB`;
     return Number.isInteger(value) ? String(value) : value.toFixed(2);
   }
 
