@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,35 @@ def test_only_response_tokens_carry_labels(tokenizer):
     )
     assert all(label == IGNORE_INDEX for label in labels[:prompt_len])  # system + user prompt: all -100
     assert all(label in (IGNORE_INDEX, token) for token, label in zip(ids, labels, strict=True))
+
+
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Name a colour."},
+    {"role": "assistant", "content": "Red"},
+    {"role": "user", "content": "Another?"},
+    {"role": "assistant", "content": "Blue"},
+]
+
+
+def test_a_template_without_generation_markers_labels_the_same_tokens(tokenizer):
+    """Most Hub templates have no {% generation %}: the replies are found by rendering with and without each one,
+    and the labels are exactly those the marked template gives."""
+    plain = copy.deepcopy(tokenizer)
+    plain.chat_template = re.sub(r"\{% (end)?generation %\}", "", tokenizer.chat_template)
+    assert plain.chat_template != tokenizer.chat_template
+    assert encode_conversation(plain, CONVERSATION) == encode_conversation(tokenizer, CONVERSATION)
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer):
+    rewriting = copy.deepcopy(tokenizer)  # shows only the last user turn: a reply shifts what came before it
+    rewriting.chat_template = (
+        "{% for m in messages %}{% if m.role != 'user' or loop.last or messages[loop.index0 + 1:] | "
+        "selectattr('role', 'eq', 'user') | list | length == 0 %}{{ m.role + ': ' + m.content + '\\n' }}{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    with pytest.raises(InvalidInputError, match="renders earlier turns differently"):
+        encode_conversation(rewriting, CONVERSATION)
 
 
 def test_long_conversations_are_cut_and_counted(tokenizer):

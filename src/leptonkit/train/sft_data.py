@@ -4,6 +4,7 @@ formatted by the model's chat template, with labels on the assistant's tokens on
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from leptonkit.train.packing import IGNORE_INDEX
 from leptonkit.train.tokenizer import CHAT_ROLES
 
 Messages = list[dict[str, str]]
+GENERATION_BLOCK = re.compile(r"\{%-?\s*generation\s*-?%\}")  # as transformers finds it
 
 
 def to_messages(record: Any, where: str) -> Messages:
@@ -102,18 +104,64 @@ class EncodedConversations:
 
 
 def encode_conversation(tokenizer: Any, messages: Messages) -> tuple[list[int], list[int]]:
-    """Token ids of the chat-formatted conversation and labels that keep only the assistant's tokens."""
+    """Token ids of the chat-formatted conversation and labels that keep only the assistant's tokens.
+
+    A template with ``{% generation %}`` markers says which tokens are the assistant's; most Hub templates have none,
+    and then :func:`assistant_spans` finds each reply by rendering the conversation with and without it.
+    """
+    if not GENERATION_BLOCK.search(tokenizer.chat_template or ""):
+        return encode_by_rendering(tokenizer, messages)
     encoded = tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
     ids = list(encoded["input_ids"])
     mask = encoded["assistant_masks"]
     if not any(mask):
-        raise InvalidInputError(
-            "the chat template marks no assistant tokens",
-            hint="the tokenizer's chat template needs {% generation %} around assistant replies",
-        )
+        return encode_by_rendering(tokenizer, messages)
     return ids, [token if keep else IGNORE_INDEX for token, keep in zip(ids, mask, strict=True)]
+
+
+def assistant_spans(tokenizer: Any, messages: Messages) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character span of each assistant reply in it.
+
+    Reply ``i`` starts where the rendering of ``messages[:i]`` with a generation prompt ends and stops where the
+    rendering of ``messages[:i + 1]`` ends, less trailing whitespace: the reply's text and the template's end-of-turn
+    marker, which the model must learn to emit.
+    """
+    render = tokenizer.apply_chat_template
+    text = render(messages, tokenize=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = render(messages[:i], tokenize=False, add_generation_prompt=True)
+        with_reply = render(messages[: i + 1], tokenize=False).rstrip()
+        if not (with_reply.startswith(prompt) and text.startswith(with_reply)):
+            raise InvalidInputError(
+                "the chat template renders earlier turns differently once a reply follows, so the assistant's "
+                "tokens cannot be found",
+                hint="add {% generation %} markers around assistant replies to the tokenizer's chat template",
+            )
+        spans.append((len(prompt), len(with_reply)))
+    return text, spans
+
+
+def encode_by_rendering(tokenizer: Any, messages: Messages) -> tuple[list[int], list[int]]:
+    """:func:`encode_conversation` for a template without generation markers: a token is labelled when it starts
+    inside an assistant span (:func:`assistant_spans`), by the tokenizer's character offsets."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise InvalidInputError(
+            "a chat template without {% generation %} markers needs a fast tokenizer (character offsets)",
+            hint="load the tokenizer with use_fast=True, or add generation markers to its chat template",
+        )
+    text, spans = assistant_spans(tokenizer, messages)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    labels = [
+        token if any(start <= begin < end for start, end in spans) else IGNORE_INDEX
+        for token, (begin, _) in zip(ids, encoded["offset_mapping"], strict=True)
+    ]
+    return ids, labels
 
 
 def encode_conversations(tokenizer: Any, conversations: list[Messages], max_length: int) -> EncodedConversations:
