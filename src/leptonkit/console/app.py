@@ -125,7 +125,7 @@ def _optional_session(request: Request):
         return None
 
 
-async def _login_page(request: Request, reason: str | None = None):
+def _login_page(request: Request, reason: str | None = None):
     message = REASONS.get(reason or "")
     return render(request, "login.html", message=message if reason != "login" else None)
 

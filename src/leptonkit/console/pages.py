@@ -1,5 +1,8 @@
 """The console's HTML pages: registry, runs, data, playground, operations, API keys and the audit log.
 
+Pages are plain functions, which FastAPI runs in its thread pool: reading the registry and run logs never blocks
+the event loop that (under ``serve --console``) also serves the API.
+
 Reads are open to any logged-in key; the admin actions (move an alias, verify a version, create or revoke a key)
 need an admin key, are POSTs with the session's CSRF token, and are written to the audit log.
 """
@@ -12,9 +15,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from leptonkit.console import lineage
 from leptonkit.console.charts import Series, line_chart
+from leptonkit.console.sessions import Session
 from leptonkit.console.web import Refused, admin_of, base, console_of, form_of, render, session_of
 from leptonkit.data.manifest import MANIFEST
 from leptonkit.errors import LeptonkitError
@@ -25,7 +30,7 @@ AUDIT_LINES = 200
 
 
 @router.get("/")
-async def home(request: Request):
+def home(request: Request):
     session_of(request)
     return RedirectResponse(f"{base(request)}/registry", status_code=303)
 
@@ -61,7 +66,7 @@ def _quick_check(version: Any) -> list[str]:
 
 
 @router.get("/registry")
-async def registry_page(request: Request):
+def registry_page(request: Request):
     session = session_of(request)
     versions = console_of(request).registry.list()
     rows = [
@@ -72,7 +77,7 @@ async def registry_page(request: Request):
 
 
 @router.get("/registry/{name}")
-async def model_page(request: Request, name: str):
+def model_page(request: Request, name: str):
     session = session_of(request)
     console = console_of(request)
     everything = console.registry.list()
@@ -100,6 +105,10 @@ async def model_page(request: Request, name: str):
 async def move_alias(request: Request, name: str):
     session = admin_of(request)
     fields = await form_of(request, session)
+    return await run_in_threadpool(_move_alias, request, session, name, fields)
+
+
+def _move_alias(request: Request, session: Session, name: str, fields: dict[str, str]):
     console = console_of(request)
     alias, version = fields.get("alias", "").strip(), fields.get("version", "").strip()
     if not alias or not version.isdigit():
@@ -132,7 +141,7 @@ async def verify(request: Request, name: str, version: int):
     session = admin_of(request)
     await form_of(request, session)
     console = console_of(request)
-    damaged = console.registry.verify(f"{name}:{version}")
+    damaged = await run_in_threadpool(console.registry.verify, f"{name}:{version}")  # hashes every file
     console.audit.write(
         "admin_action",
         source="console",
@@ -149,7 +158,7 @@ async def verify(request: Request, name: str, version: int):
 
 
 @router.get("/audit")
-async def audit_page(request: Request):
+def audit_page(request: Request):
     session = admin_of(request)
     path = console_of(request).audit.path
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-AUDIT_LINES:] if path.is_file() else []
@@ -164,7 +173,7 @@ async def audit_page(request: Request):
 
 # ---------------------------------------------------------------------------------------------- runs
 @router.get("/runs")
-async def runs_page(request: Request):
+def runs_page(request: Request):
     session = session_of(request)
     return render(request, "runs.html", session=session, runs=find_runs(console_of(request).registry))
 
@@ -184,7 +193,7 @@ def _charts(runs: list[Run], logs: list[MetricLog]) -> list[Any]:
 
 
 @router.get("/runs/compare")
-async def compare_page(request: Request, run: list[str] = Query(default=[])):
+def compare_page(request: Request, run: list[str] = Query(default=[])):
     session = session_of(request)
     if len(run) < 2:
         raise Refused(400, "tick two or more runs to compare them")
@@ -195,7 +204,7 @@ async def compare_page(request: Request, run: list[str] = Query(default=[])):
 
 
 @router.get("/runs/{run_id}")
-async def run_page(request: Request, run_id: str):
+def run_page(request: Request, run_id: str):
     session = session_of(request)
     run = get_run(console_of(request).registry, run_id)
     log = run.metric_log()
@@ -227,20 +236,20 @@ def _manifests(versions: list[Any]) -> list[dict[str, Any]]:
 
 
 @router.get("/data")
-async def data_page(request: Request):
+def data_page(request: Request):
     session = session_of(request)
     return render(request, "data.html", session=session, datasets=_manifests(console_of(request).registry.list()))
 
 
 # ---------------------------------------------------------------------------------------------- playground, operations
 @router.get("/playground")
-async def playground_page(request: Request):
+def playground_page(request: Request):
     session = session_of(request)
     return render(request, "playground.html", session=session, server=console_of(request).server_url(request))
 
 
 @router.get("/operations")
-async def operations_page(request: Request):
+def operations_page(request: Request):
     session = session_of(request)
     console = console_of(request)
     return render(
@@ -255,7 +264,7 @@ async def operations_page(request: Request):
 
 # ---------------------------------------------------------------------------------------------- API keys
 @router.get("/keys")
-async def keys_page(request: Request):
+def keys_page(request: Request):
     session = admin_of(request)
     keys = console_of(request).keys.list(include_revoked=True)
     return render(request, "keys.html", session=session, keys=keys)
