@@ -45,3 +45,41 @@ def test_bad_request_is_a_clear_4xx(server, body_path, body, status, needle):
         assert needle in error["message"] or needle == error["param"], error
         # the server still serves
         assert client.post(CHAT, json=GOOD).status_code == 200
+
+
+IMAGE = [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]
+COMPLETE = {"model": "tiny", "prompt": "hi", "max_tokens": 3}
+# a field OpenAI defines (or vLLM adds) that leptonkit does not implement: a 400 whose param is the request field
+REFUSED = [
+    ("suffix", "/v1/completions", COMPLETE | {"suffix": "!"}),
+    ("echo", "/v1/completions", COMPLETE | {"echo": True}),
+    ("best_of", "/v1/completions", COMPLETE | {"best_of": 3}),
+    ("audio", CHAT, GOOD | {"audio": {"voice": "alloy", "format": "wav"}}),
+    ("modalities[1]", CHAT, GOOD | {"modalities": ["text", "audio"]}),
+    ("prediction", CHAT, GOOD | {"prediction": {"type": "content", "content": "hi"}}),
+    ("store", CHAT, GOOD | {"store": True}),
+    ("metadata", CHAT, GOOD | {"metadata": {"team": "a"}}),
+    ("service_tier", CHAT, GOOD | {"service_tier": "flex"}),
+    ("reasoning_effort", CHAT, GOOD | {"reasoning_effort": "low"}),
+    ("web_search_options", CHAT, GOOD | {"web_search_options": {}}),
+    ("min_p", CHAT, GOOD | {"min_p": 0.1}),  # vLLM's extensions: accepted only where implemented
+    ("use_beam_search", CHAT, GOOD | {"use_beam_search": True}),
+    ("stream_options.include_obfuscation", CHAT, GOOD | {"stream_options": {"include_obfuscation": False}}),
+    ("messages[0].content[1]", CHAT, GOOD | {"messages": [{"role": "user", "content": IMAGE}]}),
+    ("messages[0].audio", CHAT, GOOD | {"messages": [{"role": "user", "content": "hi", "audio": {"id": "a"}}]}),
+    ("dimensions", "/v1/embeddings", {"model": "minilm", "input": "hi", "dimensions": 64}),
+    ("logit_bias", CHAT, GOOD | {"logit_bias": {"99999": 5}}),
+    ("logit_bias.5", CHAT, GOOD | {"logit_bias": {"5": 500}}),
+    ("stop_token_ids", CHAT, GOOD | {"stop_token_ids": [99999]}),
+    ("min_tokens", CHAT, GOOD | {"min_tokens": 10}),  # more than max_tokens
+    ("repetition_penalty", CHAT, GOOD | {"repetition_penalty": 0}),
+]
+
+
+@pytest.mark.parametrize(("param", "path", "body"), REFUSED, ids=[case[0] for case in REFUSED])
+def test_an_unsupported_field_is_a_400_naming_it(server, param, path, body):
+    response = httpx.post(server.url + path, json=body, timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["message"].startswith(param), error
+    assert error["type"] == "invalid_request_error"

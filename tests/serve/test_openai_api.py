@@ -43,6 +43,19 @@ def test_streaming_chat_matches_non_streaming_and_reports_usage(openai_client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 20
 
 
+def test_fields_sent_as_null_or_honoured_as_sent_are_accepted(openai_client):
+    # a client replaying an assistant message, or a framework sending every field, sends nulls: nulls are left out
+    nulls = {"suffix": None, "audio": None, "prediction": None, "service_tier": "auto", "store": False, "user": "u-1"}
+    messages = [
+        {"role": "user", "content": "Hi", "name": "ada"},
+        {"role": "assistant", "content": "Hello", "refusal": None},
+    ]
+    chat = openai_client.chat.completions.create(model="tiny", messages=messages, max_tokens=2, extra_body=nulls)
+    assert chat.usage.completion_tokens <= 2
+    embedded = openai_client.embeddings.create(model="minilm", input="hi", dimensions=384)  # the model's own size
+    assert len(embedded.data[0].embedding) == 384
+
+
 def test_completions_with_several_prompts_n_and_seeded_sampling(openai_client):
     body = {"model": "tiny", "prompt": ["Hello", "The quick brown"], "max_tokens": 8, "n": 2, "seed": 7}
     body |= {"temperature": 1.0, "extra_body": {"ignore_eos": True}}

@@ -34,7 +34,7 @@ from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.middleware import AccessMiddleware, AccountingMiddleware
 from leptonkit.serve.models import ModelSet
 from leptonkit.serve.openapi import document_errors
-from leptonkit.serve.protocol import error_body
+from leptonkit.serve.protocol import best_error, error_body, field_path
 from leptonkit.serve.refusals import answer
 from leptonkit.serve.routes import admin, openai, tasks
 from leptonkit.serve.safety import SafetyPolicy
@@ -120,13 +120,15 @@ async def _leptonkit_error(request: Request, err: LeptonkitError) -> JSONRespons
 
 
 async def _validation_error(request: Request, err: Any) -> JSONResponse:
-    first = err.errors()[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    first = best_error(err.errors())
     if first.get("type") == "json_invalid":
         reason = (first.get("ctx") or {}).get("error") or first.get("msg")
         return _error(400, f"the request body is not valid JSON: {reason}", "invalid_request_error")
-    where = ".".join(location) or "body"
-    message = f"{where}: {first.get('msg')}"
+    where = field_path(first.get("loc", ())) or "body"
+    if first.get("type") == "extra_forbidden":
+        message = f"{where} is not supported by this server: leave it out (README: the OpenAI API)"
+        return _error(400, message, "invalid_request_error", where)
+    message = f"{where}: {first.get('msg', '').removeprefix('Value error, ')}"
     if "input" in first and first.get("type") not in ("missing",):
         message += f" (got {str(first['input'])[:80]!r})"
     return _error(400, message, "invalid_request_error", where)

@@ -1,15 +1,17 @@
 """Request bodies of the OpenAI API (and leptonkit's task routes), as pydantic models with OpenAI's field names.
 
-Unknown fields are ignored, as OpenAI clients send optional fields this server does not use; a known field of the
-wrong type or out of range is a 400 naming the field. Strings must be encodable as UTF-8 (a lone surrogate such as
-``"\\ud800"`` is valid JSON but not text).
+A field this server accepts is one it honours. The OpenAI bodies (chat, completions, embeddings, and what they nest)
+declare exactly those fields: any other field, one OpenAI defines that leptonkit does not implement (``suffix``,
+``audio``, ``prediction``...) or a vendor extension it does not implement, is a 400 naming it; a field sent as
+``null`` counts as left out. A known field of the wrong type or out of range is a 400 naming the field. Strings must
+be encodable as UTF-8 (a lone surrogate such as ``"\\ud800"`` is valid JSON but not text).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 MAX_STOP = 16
 
@@ -29,18 +31,42 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class StreamOptions(_Body):
+class _OpenAIBody(BaseModel):
+    """An OpenAI body: undeclared fields are refused (``extra_forbidden``, a 400 naming the field), unless null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k in cls.model_fields}
+        return data
+
+
+class StreamOptions(_OpenAIBody):
     include_usage: bool = False
 
 
-class ContentPart(_Body):
+class ContentPart(_OpenAIBody):
     type: Literal["text"]
     text: Text
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type", "text") != "text":
+            raise ValueError(f"content parts of type {data['type']!r} are not supported: send text parts")
+        return data
 
-class ChatMessage(_Body):
+
+class ChatMessage(_OpenAIBody):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[ContentPart] | None = None
+    name: Text | None = None  # given to the chat template, which may use it
+    # accepted as before (not yet used): the tool-calling work gives them their types
+    tool_calls: Any = None
+    tool_call_id: Any = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -48,8 +74,9 @@ class ChatMessage(_Body):
         return self.content or ""
 
 
-class _Sampling(_Body):
-    """Fields shared by chat and text completions."""
+class _Sampling(_OpenAIBody):
+    """Fields shared by chat and text completions (vLLM's extensions among them: ``top_k``, ``repetition_penalty``,
+    ``min_tokens``, ``stop_token_ids``, ``ignore_eos``; their meanings are in ``engine.base.SamplingParams``)."""
 
     model: Text
     max_tokens: int | None = Field(None, ge=1)
@@ -62,6 +89,15 @@ class _Sampling(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     ignore_eos: bool = False  # vLLM's extension, used by benchmarks to force a fixed output length
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[int, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None  # token id (as a string): bias
+    repetition_penalty: float = Field(1.0, gt=0.0)
+    top_k: int = Field(0, ge=-1)  # 0 or -1: every token
+    min_tokens: int = Field(0, ge=0)
+    stop_token_ids: list[int] | None = None
+    user: Text | None = None  # an end user's identifier: written to the request's log line
+    service_tier: Literal["auto", "default"] | None = None  # the one tier this server has
 
     def stop_list(self) -> list[str]:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
@@ -85,20 +121,48 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
+    modalities: list[Literal["text"]] | None = None  # text out only: "audio" is a 400
+    store: bool | None = None  # nothing is stored: store true is a 400
+    safety_identifier: Text | None = None  # written to the request's log line, as ``user``
+    # accepted as before (not yet used): the structured-output and tool-calling work gives them their types
+    tools: Any = None
+    tool_choice: Any = None
+    response_format: Any = None
+
+    @field_validator("store")
+    @classmethod
+    def _not_stored(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("store true is not supported: this server stores no completions")
+        return value
 
 
 class CompletionRequest(_Sampling):
     prompt: Text | list[Text] | list[int] | list[list[int]]
     logprobs: int | None = Field(None, ge=0, le=20)
-    echo: bool = False
+    echo: bool = False  # echo true is a 400
+    best_of: int | None = Field(None, ge=1)  # only as many as n: no choices are generated and dropped
 
     @model_validator(mode="after")
     def _check_prompt(self) -> CompletionRequest:
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt is an empty list")
-        if self.echo:
-            raise ValueError("echo is not supported")
         return self
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("echo true is not supported")
+        return value
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of_n(cls, value: int | None, info: ValidationInfo) -> int | None:
+        n = info.data.get("n", 1)
+        if value is not None and value != n:
+            raise ValueError(f"best_of {value} other than n ({n}) is not supported: no choices are generated to drop")
+        return value
 
     def prompts(self) -> list[str | list[int]]:
         """One entry per prompt: a string or a list of token ids."""
@@ -109,10 +173,12 @@ class CompletionRequest(_Sampling):
         return list(self.prompt)
 
 
-class EmbeddingRequest(_Body):
+class EmbeddingRequest(_OpenAIBody):
     model: Text
     input: Text | list[Text] = Field(..., min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)  # the model's own size only (its vectors are not truncatable)
+    user: Text | None = None  # written to the request's log line
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
@@ -134,6 +200,31 @@ class AdapterRequest(_Body):
 
     ref: Text
     name: Text | None = None
+
+
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def field_path(location: tuple[Any, ...]) -> str:
+    """A validation error's location as the request field it names: ``messages[0].content[1]``. pydantic puts the
+    member of a union it tried into the location (``str``, ``list[ContentPart]``, ``function-after[...]``, a model's
+    class name); those are no field of the request and are left out."""
+    path = ""
+    for part in location[1:] if location[:1] == ("body",) else location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not (part in _TYPE_NAMES or part[:1].isupper() or any(c in part for c in "[]()-")):
+            path += f".{part}" if path else part
+    return path
+
+
+def best_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The error to report: the first one, or where it is one member of a union's failures, the failure that names
+    the deepest field under it (``messages[0].content[1]`` rather than ``messages[0].content`` is not a string)."""
+    first = errors[0]
+    prefix = field_path(first.get("loc", ()))
+    under = [e for e in errors if field_path(e.get("loc", ())).startswith(prefix)]
+    return max(under, key=lambda e: len(field_path(e.get("loc", ()))))
 
 
 def error_body(message: str, error_type: str, param: str | None = None, code: Any = None) -> dict[str, Any]:

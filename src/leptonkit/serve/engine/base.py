@@ -99,9 +99,14 @@ class SamplingParams:
 
 @dataclass
 class TokenLogprob:
+    """A token's text, log-probability and raw bytes, and the most likely alternatives (``top``) likewise. ``raw``
+    is the token's own bytes (``engine.detokenize.TokenBytes``): part of a UTF-8 character for a token that splits
+    one, where ``token`` shows those bytes escaped."""
+
     token: str
     logprob: float
-    top: list[tuple[str, float]] = field(default_factory=list)
+    top: list[TokenLogprob] = field(default_factory=list)
+    raw: bytes | None = None  # None: the token's text in UTF-8
 
 
 @dataclass

@@ -45,7 +45,7 @@ from leptonkit.serve.engine.base import (
 )
 from leptonkit.serve.engine.compiled_step import CompiledStep, compiled_step
 from leptonkit.serve.engine.cpu_linear import pack_linears
-from leptonkit.serve.engine.detokenize import Detokenizer
+from leptonkit.serve.engine.detokenize import Detokenizer, TokenBytes
 from leptonkit.serve.engine.fused_decoder import fused_decoder
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.logits import apply as apply_logits
@@ -113,6 +113,7 @@ class NativeEngine:
         config = model.config
         self.context_length = int(getattr(config, "max_position_embeddings", None) or 2048)
         Detokenizer(tokenizer, [])  # refuses, with a hint, a tokenizer it cannot stream
+        self._token_bytes = TokenBytes(tokenizer)  # logprobs' tokens
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -394,9 +395,7 @@ class NativeEngine:
 
     def _logprob(self, logits: torch.Tensor, token: int, params: SamplingParams) -> TokenLogprob:
         chosen, top = token_logprobs(logits, torch.tensor(token), params.top_logprobs)
-        return TokenLogprob(
-            self.tokenizer.decode([token]), chosen, [(self.tokenizer.decode([i]), value) for i, value in top]
-        )
+        return self._token_bytes.logprob(token, chosen, top)
 
     def _fail(self, seqs: list[_Sequence], err: BaseException) -> None:
         for seq in seqs:

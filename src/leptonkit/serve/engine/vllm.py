@@ -15,6 +15,7 @@ from typing import Any
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.serve.engine.base import Delta, SamplingParams, TokenLogprob
+from leptonkit.serve.engine.detokenize import TokenBytes
 
 
 def available() -> bool:
@@ -56,6 +57,7 @@ class VllmEngine:
             )
         self.name = name
         self.tokenizer = loaded.tokenizer
+        self._token_bytes = TokenBytes(self.tokenizer)  # logprobs' tokens
         self.path = str(loaded.path)
         self.config = config
         self.context_length = int(getattr(loaded.model.config, "max_position_embeddings", 2048))
@@ -125,6 +127,13 @@ class VllmEngine:
             seed=params.seed,
             stop=params.stop or None,
             ignore_eos=params.ignore_eos,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            repetition_penalty=params.repetition_penalty,
+            logit_bias=params.logit_bias or None,
+            min_tokens=params.min_tokens,
+            top_k=params.top_k or -1,  # -1: every token, in every vLLM release (0 only in later ones)
+            stop_token_ids=params.stop_token_ids or None,
             logprobs=params.top_logprobs if params.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
         )
@@ -145,7 +154,7 @@ class VllmEngine:
                 yield Delta(
                     completion.text,
                     ids,
-                    _logprob(completion, len(ids) - 1, ids[-1] if ids else None),
+                    _logprob(completion, len(ids) - 1, ids[-1] if ids else None, self._token_bytes),
                     ("length" if finish == "length" else "stop") if finish else None,
                     len(prompt_ids),
                     generated,
@@ -157,14 +166,12 @@ class VllmEngine:
                 await self.engine.abort(request_id)
 
 
-def _logprob(completion: Any, index: int, token: int | None) -> TokenLogprob | None:
+def _logprob(completion: Any, index: int, token: int | None, token_bytes: TokenBytes) -> TokenLogprob | None:
+    """vLLM's logprobs of the ``index``-th token, with the raw bytes of each token (``TokenBytes``)."""
     if token is None or not completion.logprobs or index >= len(completion.logprobs):
         return None
     entries = completion.logprobs[index]
     chosen = entries.get(token)
     top = sorted(entries.items(), key=lambda kv: -kv[1].logprob)
-    return TokenLogprob(
-        chosen.decoded_token if chosen else "",
-        chosen.logprob if chosen else float("-inf"),
-        [(e.decoded_token or "", e.logprob) for t, e in top if t != token],
-    )
+    logprob = chosen.logprob if chosen else float("-inf")
+    return token_bytes.logprob(token, logprob, [(t, e.logprob) for t, e in top if t != token])

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from leptonkit.errors import InvalidInputError, LeptonkitError
 from leptonkit.serve.admission import check_prompt_tokens, max_tokens, open_stream, reserve
-from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, collect
+from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, TokenLogprob, collect
 from leptonkit.serve.middleware import annotate, metered, record_of
 from leptonkit.serve.models import Target
 from leptonkit.serve.protocol import error_body
@@ -50,27 +50,31 @@ class Shape:
         if not entries:
             return None
         if self.chat:
-            return {
-                "content": [
-                    {
-                        "token": e.token,
-                        "logprob": e.logprob,
-                        "bytes": list(e.token.encode()),
-                        "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in e.top],
-                    }
-                    for e in entries
-                ]
-            }
+            content = [_chat_logprob(e) | {"top_logprobs": [_chat_logprob(t) for t in e.top]} for e in entries]
+            return {"content": content}
         offsets = []
-        for e in entries:
-            offsets.append(offset)
-            offset += len(e.token)
+        for d in deltas:  # a delta with logprobs is one token; its text may wait for the rest of a character
+            if d.logprob is not None:
+                offsets.append(offset)
+            offset += len(d.text)
         return {
             "tokens": [e.token for e in entries],
             "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": [dict(e.top) for e in entries],
+            "top_logprobs": [{t.token: t.logprob for t in e.top} for e in entries],
             "text_offset": offsets,
         }
+
+
+def _chat_logprob(entry: TokenLogprob) -> dict[str, Any]:
+    """A token's entry in chat logprobs: ``bytes`` are its own raw bytes (part of a character, for some)."""
+    raw = entry.raw if entry.raw is not None else entry.token.encode()
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(raw)}
+
+
+def _chat_logprob(entry: TokenLogprob) -> dict[str, Any]:
+    """A token's entry in chat logprobs: ``bytes`` are its own raw bytes (part of a character, for some)."""
+    raw = entry.raw if entry.raw is not None else entry.token.encode()
+    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(raw)}
 
 
 def _message(text: str) -> dict[str, Any]:
@@ -85,12 +89,13 @@ def sampling_params(
     *,
     logprobs: bool,
     top: int,
+    vocab: int,
     defaults: dict[str, Any] | None = None,
 ) -> SamplingParams:
     """Check the prompt and ``max_tokens`` against the model's context and ``--max-tokens-cap``; both lengths are
     named on failure. Without ``max_tokens`` a request gets its model's ``defaults`` (``generation_defaults``), the
     cap, or what its prompt leaves of the context, whichever is least; ``defaults`` also give the temperature and
-    top_p of a request that sends none."""
+    top_p of a request that sends none. Token ids in ``logit_bias`` and ``stop_token_ids`` must lie in ``vocab``."""
     defaults = defaults or {}
     given = body.model_fields_set
     if prompt_len == 0:
@@ -111,6 +116,15 @@ def sampling_params(
             hint=f"ask for at most {context - prompt_len} tokens",
             param="max_tokens",
         )
+    if body.min_tokens > limit:
+        raise InvalidInputError(
+            f"min_tokens {body.min_tokens} is more than max_tokens {limit}", hint="lower min_tokens", param="min_tokens"
+        )
+    logit_bias = body.logit_bias or {}
+    stop_token_ids = body.stop_token_ids or []
+    for name, ids in (("logit_bias", logit_bias), ("stop_token_ids", stop_token_ids)):
+        if any(not 0 <= token < vocab for token in ids):
+            raise InvalidInputError(f"{name}: token ids must lie in [0, {vocab})", param=name)
     return SamplingParams(
         max_tokens=limit,
         temperature=body.temperature if "temperature" in given else defaults.get("temperature", body.temperature),
@@ -120,6 +134,13 @@ def sampling_params(
         logprobs=logprobs,
         top_logprobs=top,
         ignore_eos=body.ignore_eos,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        logit_bias=logit_bias,
+        min_tokens=body.min_tokens,
+        top_k=max(body.top_k, 0),
+        stop_token_ids=stop_token_ids,
     )
 
 
@@ -139,8 +160,11 @@ async def respond(
     check_prompt_tokens(config, prompts)
     cap = config.max_tokens_cap
     defaults = getattr(engine, "defaults", None)  # the model's generation config (native engine)
+    vocab = len(engine.tokenizer)
     params = [
-        sampling_params(body, len(p), engine.context_length, cap, logprobs=logprobs, top=top, defaults=defaults)
+        sampling_params(
+            body, len(p), engine.context_length, cap, logprobs=logprobs, top=top, vocab=vocab, defaults=defaults
+        )
         for p in prompts
     ]
     worst_case = body.n * sum(len(prompt) + p.max_tokens for prompt, p in zip(prompts, params, strict=True))
@@ -169,6 +193,8 @@ async def respond(
     created = int(time.time())
     prompt_tokens = sum(len(p) for p in prompts)
     annotate(request, adapter=target.adapter, prompt_tokens=prompt_tokens)  # log line, metrics, token limits
+    identifiers = {k: getattr(body, k, None) for k in ("user", "safety_identifier")}
+    annotate(request, **{k: v for k, v in identifiers.items() if v is not None})  # the end user, in the log line
     deadline = asyncio.get_running_loop().time() + config.request_timeout
     if not body.stream:
         tasks = [asyncio.ensure_future(collect(s)) for s in streams]

@@ -45,7 +45,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         raise InvalidInputError(
             f"model {body.model} has no chat template", hint="use /v1/completions with a plain prompt", param="model"
         )
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    messages = [{"role": m.role, "content": m.text()} | ({"name": m.name} if m.name else {}) for m in body.messages]
     await admit_input(request, body.model, [m["content"] for m in messages])
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -81,11 +81,21 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
             f"model {body.model} is a {models.tasks[target.name]} model; /v1/embeddings needs an embedding model",
             param="model",
         )
+    size = target.encoder.loaded.model.config.hidden_size
+    if body.dimensions is not None and body.dimensions != size:
+        raise InvalidInputError(
+            f"dimensions {body.dimensions}: model {body.model} gives {size}-dimensional embeddings and was not trained "
+            "for shorter (Matryoshka) ones",
+            hint=f"leave dimensions out, or send {size}",
+            param="dimensions",
+        )
     texts = body.texts()
     await admit_encoder_input(request, body.model, texts)
     vectors = await target.encoder.run("embed", texts)
     tokens = sum(len(ids) for ids in target.encoder.loaded.tokenizer(texts, truncation=True)["input_ids"])
     annotate(request, prompt_tokens=tokens)  # log line, --rate-limit-tpm
+    if body.user is not None:
+        annotate(request, user=body.user)
     if body.encoding_format == "base64":  # the openai package asks for this by default: little-endian float32
         vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
     return {
