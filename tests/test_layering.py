@@ -22,7 +22,7 @@ LAYERS = {
     **dict.fromkeys(("data", "explain", "robustness"), 3),
     "train": 4,
     "serve": 5,
-    **dict.fromkeys(("deploy", "console", "bench"), 6),
+    **dict.fromkeys(("deploy", "console", "bench", "sdk"), 6),
     "cli": 7,
 }
 

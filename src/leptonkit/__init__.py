@@ -18,6 +18,14 @@ _EXPORTS = {
     "Client": "leptonkit.client",
     "Service": "leptonkit.serve.services",
     "endpoint": "leptonkit.serve.services",
+    "sft": "leptonkit.train.api",
+    "load": "leptonkit.sdk.model",
+    "Model": "leptonkit.sdk.model",
+    "PretrainModel": "leptonkit.sdk.training",
+    "FineTuneModel": "leptonkit.sdk.training",
+    "SFTModel": "leptonkit.sdk.training",
+    "DeployModel": "leptonkit.sdk.deployment",
+    "Deployment": "leptonkit.sdk.deployment",
 }
 
 __all__ = sorted(_EXPORTS)

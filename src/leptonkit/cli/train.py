@@ -71,7 +71,9 @@ def train(
 def finetune(
     base: str = typer.Option(..., "--base", help="Model to start from: a registry ref, a folder or builtin:minilm."),
     data: str = typer.Option(..., "--data", help="A prepared folder, a raw file, or a folder of raw split files."),
-    task: str = typer.Option(..., "--task", help="classification or ner (sft: the pretraining recipes)."),
+    task: str | None = typer.Option(
+        None, "--task", help="classification, ner or sft (default: what the data's records are for)."
+    ),
     method: str = typer.Option("lora", "--method", help="full, lora, ia3, prefix or freeze."),
     name: str = typer.Option(..., "--name", help="Registry name of the result."),
     epochs: float | None = typer.Option(None, "--epochs"),
@@ -85,21 +87,14 @@ def finetune(
     nproc: int = NPROC_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Fine-tune a base model for classification or NER (short form of `leptonkit train`)."""
-    from leptonkit.train.api import run_recipe
-    from leptonkit.train.recipe import apply_overrides, validate_recipe
+    """Fine-tune a base model for classification, NER or SFT (short form of `leptonkit train`)."""
+    from leptonkit.train.api import build_recipe, run_recipe
 
     given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "max_steps": max_steps, "max_minutes": max_minutes}
-    recipe = {
-        "stage": task,
-        "base": base,
-        "data": data,
-        "method": method,
-        "name": name,
-        "merge": merge,
-        "train": {k: v for k, v in given.items() if v is not None},
-    }
-    loaded = validate_recipe(apply_overrides(recipe, settings))
+    # the function leptonkit.finetune and FineTuneModel.train build their recipe with, under the same keywords
+    loaded = build_recipe(
+        base=base, data=data, task=task, method=method, name=name, overrides=settings, merge=merge, **given
+    )
     if nproc > 1:
         _relaunch_under_torchrun(nproc)
     _report(run_recipe(loaded, resume=resume), json_out)

@@ -1,5 +1,7 @@
-"""Python entry points: ``leptonkit.finetune(...)``, ``leptonkit.pretrain(...)`` and :func:`run_recipe`, which
-runs a validated recipe (YAML or built here) with its stage's recipe.
+"""Python entry points: ``leptonkit.finetune(...)``, ``leptonkit.sft(...)``, ``leptonkit.pretrain(...)`` and
+:func:`run_recipe`, which runs a validated recipe (YAML or built here) with its stage's recipe. The CLI's ``finetune``
+and ``pretrain`` commands and the SDK objects (``leptonkit.sdk``) call these same functions with the same keywords;
+``overrides`` is a list of dotted ``KEY=VALUE`` strings in both.
 
 Every recipe module exposes ``run(recipe, *, resume=None, registry=None) -> ModelVersion | None`` (``None`` on
 ranks other than 0 under torchrun): classification and NER in ``recipes/finetune.py``, ``sft`` in
@@ -12,6 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from leptonkit.data.infer import infer_task
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.store import ModelVersion, Registry
 from leptonkit.train.distributed import init_distributed
@@ -36,13 +39,25 @@ def run_recipe(recipe: Recipe, *, resume: str | None = None, registry: Registry 
 
 
 def build_recipe(
-    *, base: str, data: str | os.PathLike[str], task: str, method: str = "lora", name: str, **overrides: Any
+    *,
+    base: str,
+    data: str | os.PathLike[str],
+    task: str | None = None,
+    method: str = "lora",
+    name: str,
+    overrides: list[str] | None = None,
+    **options: Any,
 ) -> Recipe:
     """A recipe from keyword arguments: recipe keys (``merge=True``, ``lora={"r": 4}``) or training keys
-    (``epochs=1``, ``lr=1e-4``), validated like a YAML recipe."""
+    (``epochs=1``, ``lr=1e-4``), then dotted ``KEY=VALUE`` ``overrides`` (``["train.warmup_ratio=0.1"]``), validated
+    like a YAML recipe. Without ``task`` the data's records decide it (``leptonkit.data.infer``)."""
+    if task is None:
+        task = infer_task(data)
     data_dict: dict[str, Any] = {"stage": task, "base": base, "data": os.fspath(data), "method": method, "name": name}
     train: dict[str, Any] = {}
-    for key, value in overrides.items():
+    for key, value in options.items():
+        if value is None:  # an option left unset (the CLI's flags)
+            continue
         if key in Recipe.model_fields and key != "train":
             data_dict[key] = value
         elif key in TrainSettings.model_fields:
@@ -56,23 +71,51 @@ def build_recipe(
                 f"training keys: {', '.join(TrainSettings.model_fields)}",
             )
     data_dict["train"] = train
-    return validate_recipe(data_dict)
+    return validate_recipe(apply_overrides(data_dict, overrides or []))
 
 
 def finetune(
     *,
     base: str,
     data: str | os.PathLike[str],
-    task: str,
+    task: str | None = None,
     method: str = "lora",
     name: str,
+    overrides: list[str] | None = None,
     resume: str | None = None,
     registry: Registry | None = None,
-    **overrides: Any,
+    **options: Any,
 ) -> ModelVersion:
-    """Fine-tune ``base`` on ``data`` for ``task`` and register the result as ``name``; returns the new version."""
-    recipe = build_recipe(base=base, data=data, task=task, method=method, name=name, **overrides)
+    """Fine-tune ``base`` on ``data`` for ``task`` (default: what the data's records are for) and register the
+    result as ``name``; returns the new version. ``leptonkit finetune`` calls this with its flags."""
+    recipe = build_recipe(base=base, data=data, task=task, method=method, name=name, overrides=overrides, **options)
     return run_recipe(recipe, resume=resume, registry=registry)
+
+
+def sft(
+    *,
+    base: str,
+    data: str | os.PathLike[str],
+    name: str,
+    method: str = "lora",
+    overrides: list[str] | None = None,
+    resume: str | None = None,
+    registry: Registry | None = None,
+    **options: Any,
+) -> ModelVersion:
+    """Instruction-tune a causal LM ``base`` on chat data (messages or instruction/output pairs): :func:`finetune`
+    with ``task="sft"``."""
+    return finetune(
+        base=base,
+        data=data,
+        task="sft",
+        method=method,
+        name=name,
+        overrides=overrides,
+        resume=resume,
+        registry=registry,
+        **options,
+    )
 
 
 def pretrain(

@@ -226,7 +226,8 @@ def _register(
         (final / LABELS_FILE).write_text(json.dumps(labels))
     lineage = {
         "recipe": recipe.model_dump(mode="json"),
-        "data": {"path": str(data.folder), "content_hash": data.content_hash},
+        # the manifest says how raw input became these records (a raw file is prepared on the fly, into the run)
+        "data": {"path": str(data.folder), "content_hash": data.content_hash, "manifest": data.manifest},
         "run_dir": str(run_dir),
         "hardware": {"device": device_description(), "machine": platform.machine(), "cpus": os.cpu_count()},
     }
