@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import LEPTONKIT, tiny_bert_config
+from tests.security.server import free_port
 
 LOGGED_STEPS = 6  # readable lines of the cut log
 
@@ -217,3 +218,29 @@ def test_without_a_server_the_playground_says_how_to_get_one(setup: Setup) -> No
     assert "--server URL" in client.get("/playground").text
     models = client.get("/api/models")
     assert models.status_code == 503 and "--console" in models.json()["error"]["message"]
+
+
+def test_serve_console_mounts_the_console_beside_the_api_with_the_same_keys(setup: Setup) -> None:
+    """``leptonkit serve tiny:1 --console --auth on``: the API wants a bearer key, the console a log-in with one."""
+    port = free_port()
+    env = os.environ | {"LEPTONKIT_HOME": str(setup.home)}
+    command = [*LEPTONKIT, "serve", "tiny:1", "--console", "--auth", "on", "--port", str(port), "--threads", "1"]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "leptonkit serve --console did not start"
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert httpx.get(f"{url}/v1/models").status_code == 401  # the API still wants a bearer key
+        assert httpx.get(f"{url}/console/registry").headers["location"] == "/console/login?reason=login"
+        with httpx.Client(base_url=f"{url}/console", timeout=30) as client:
+            assert client.post("/login", data={"key": setup.inference_key}).status_code == 303
+            assert [m["id"] for m in client.get("/api/models").json()["data"]] == ["tiny"]  # the server, as the key
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
