@@ -109,6 +109,31 @@ def pii(metric: str) -> Callable[[Run], Measure | None]:
     return read
 
 
+def pii_zh_structured(metric: str) -> Callable[[Run], Measure | None]:
+    """The lowest of phone, ID card and card numbers' ``metric`` on the Chinese test half."""
+
+    def read(run: Run) -> Measure | None:
+        per_type = at(run, "chinese", "default", "per_type")
+        if run.get("part") != "test" or not isinstance(per_type, dict):
+            return None
+        values = {kind: number(per_type, kind, metric) or 0.0 for kind in ("PHONE", "CN_ID_CARD", "CREDIT_CARD")}
+        shown = ", ".join(f"{kind} {value:.3f}" for kind, value in values.items())
+        return Measure(min(values.values()), shown)
+
+    return read
+
+
+def pii_zh(metric: str) -> Callable[[Run], Measure | None]:
+    def read(run: Run) -> Measure | None:
+        value = number(run, "chinese", "default", "overall", metric)
+        if run.get("part") != "test" or value is None:
+            return None
+        patterns = number(run, "chinese", "patterns_only", "overall", metric)
+        return Measure(value, f"{value:.3f}", "–" if patterns is None else f"patterns only {patterns:.3f}")
+
+    return read
+
+
 def prepare_seconds(run: Run) -> Measure | None:
     seconds = number(run, "sst2_patterns_near_dedup", "seconds")
     rows = number(run, "sst2_patterns_near_dedup", "rows", "in")
@@ -228,6 +253,7 @@ def console_pages(run: Run) -> Measure | None:
 
 SST2 = "MiniLM, all SST-2 train rows, 1 epoch, batch 32; SST-2 dev"
 PII = "detector + `@pii` NER model, test half"
+PII_ZH = "default detector (no model), Chinese Faker set, test half"
 PREPARE = "SST-2 train, pattern PII, near-dedup"
 SERVE = "Llama-style 17M model, `serve --compile` and vLLM in one run"
 SOAK = "chat, classify, streams, disconnects; 16 clients"
@@ -248,6 +274,12 @@ TARGETS = [
     Target("PII char recall", PII, "pii_eval", pii("char_recall"), ">=", 0.90),
     Target("PII char precision", PII, "pii_eval", pii("char_precision"), ">=", 0.85),
     Target("PII typed span F1", PII, "pii_eval", pii("f1"), ">=", 0.80),
+    Target("Chinese PII: phone, ID, card char recall", PII_ZH, "pii_eval_zh", pii_zh_structured("char_recall"), ">=",
+           0.98),
+    Target("Chinese PII: phone, ID, card char precision", PII_ZH, "pii_eval_zh",
+           pii_zh_structured("char_precision"), ">=", 0.98),
+    Target("Chinese PII char recall", PII_ZH, "pii_eval_zh", pii_zh("char_recall"), ">=", 0.90),
+    Target("Chinese PII char precision", PII_ZH, "pii_eval_zh", pii_zh("char_precision"), ">=", 0.85),
     Target("`data prepare` time", PREPARE, "data_prepare", prepare_seconds, "<", 60, " s"),
     Target("`data prepare` memory", PREPARE, "data_prepare", prepare_memory, "<", 1024, " MB"),
     Target("Pretraining held-out loss", "tiny preset (12M), TinyShakespeare, 10 minutes", "pretrain_tinyshakespeare",
