@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import LEPTONKIT, tiny_bert_config
 from tests.security.server import free_port
+from tests.serve.conftest import ServerThread
 
 LOGGED_STEPS = 6  # readable lines of the cut log
 
@@ -34,7 +34,6 @@ class Setup:
 def setup(tmp_path_factory) -> Iterator[Setup]:
     """A registry with tiny:1 and tiny:2 (tiny:2's weights truncated afterwards), a run whose log ends in a cut
     line, two keys, and a console server: ``/console`` (30-minute sessions) and ``/short`` (0.3-second sessions)."""
-    import uvicorn
     from fastapi import FastAPI
     from transformers import BertForSequenceClassification
 
@@ -60,16 +59,8 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     root = FastAPI()
     root.mount("/console", create_console(ConsoleSettings(home=home)))
     root.mount("/short", create_console(ConsoleSettings(home=home, session_idle=0.3)))
-    server = uvicorn.Server(uvicorn.Config(root, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "the console server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield Setup(home, f"http://127.0.0.1:{port}", admin, inference)
-    server.should_exit = True
-    thread.join(timeout=30)
+    with ServerThread(app=root) as running:
+        yield Setup(home, running.url, admin, inference)
 
 
 def login(setup: Setup, key: str, mount: str = "/console") -> httpx.Client:

@@ -156,12 +156,17 @@ def tiny_encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 class ServerThread:
     """A real uvicorn server for ``create_app(config)`` in a thread; ``url`` is http://127.0.0.1:PORT. ``setup``
-    may add to the app first (the web console mounts itself so)."""
+    may add to the app first (the web console mounts itself so); ``app`` serves another ASGI app instead."""
 
-    def __init__(self, config, setup=None) -> None:
+    def __init__(self, config=None, setup=None, app=None) -> None:
+        import uvicorn
+
         from leptonkit.serve.server import uvicorn_server
 
-        self.server = uvicorn_server(config, setup)
+        if app is not None:
+            self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        else:
+            self.server = uvicorn_server(config, setup)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
