@@ -45,7 +45,7 @@ def test_streaming_chat_matches_non_streaming_and_reports_usage(openai_client):
 
 def test_fields_sent_as_null_or_honoured_as_sent_are_accepted(openai_client):
     # a client replaying an assistant message, or a framework sending every field, sends nulls: nulls are left out
-    nulls = {"suffix": None, "audio": None, "prediction": None, "service_tier": "auto", "store": False, "user": "u-1"}
+    nulls = {"suffix": None, "audio": None, "top_p": None, "service_tier": "auto", "store": False, "user": "u-1"}
     messages = [
         {"role": "user", "content": "Hi", "name": "ada"},
         {"role": "assistant", "content": "Hello", "refusal": None},

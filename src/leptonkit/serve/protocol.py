@@ -32,16 +32,15 @@ class _Body(BaseModel):
 
 
 class _OpenAIBody(BaseModel):
-    """An OpenAI body: undeclared fields are refused (``extra_forbidden``, a 400 naming the field), unless null."""
+    """An OpenAI body: undeclared fields are refused (``extra_forbidden``, a 400 naming the field); a field sent as
+    null is one left out (its default), as OpenAI reads it."""
 
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
     def _drop_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None or k in cls.model_fields}
-        return data
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
 
 class StreamOptions(_OpenAIBody):
@@ -200,6 +199,26 @@ class AdapterRequest(_Body):
 
     ref: Text
     name: Text | None = None
+
+
+class TokenizeRequest(_OpenAIBody):
+    """``POST /tokenize`` (vLLM's): a ``prompt``, or ``messages`` through the model's chat template.
+    ``add_special_tokens`` defaults to true for a prompt and false for messages (the template writes them)."""
+
+    model: Text
+    prompt: Text | None = None
+    messages: list[ChatMessage] | None = Field(None, min_length=1)
+    add_special_tokens: bool | None = None
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    return_token_strs: bool = False
+
+
+class DetokenizeRequest(_OpenAIBody):
+    """``POST /detokenize`` (vLLM's): token ids to text."""
+
+    model: Text
+    tokens: list[int]
 
 
 _TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "none"}
