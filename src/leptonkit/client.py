@@ -114,7 +114,9 @@ class Client:
                 item = json.loads(line[6:])
                 if isinstance(item, dict) and set(item) == {"error"}:
                     error = item["error"]
-                    raise ApiError(error["message"], status=int(error.get("code") or 500), error_type=error["type"])
+                    code = error.get("code")  # an HTTP status, or a string code of a refusal (content_filter): 400
+                    status = code if isinstance(code, int) else 400
+                    raise ApiError(error["message"], status=status, error_type=error["type"], param=error.get("param"))
                 yield item
         finally:
             response.close()

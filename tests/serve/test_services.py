@@ -87,6 +87,19 @@ def test_service_routes_need_a_key_and_count_against_its_rate_limit(server, keys
     )
 
 
+def test_the_safety_policy_filters_string_arguments_and_results(keys):
+    with serve_thread(services=[TOOLKIT], home=keys["home"], safety_blocklist=["abcabc"]) as server:
+        client = Client(server.url)
+        assert client.call("repeat", text="ab") == "abab"
+        for refused in ({"text": "xabcabcx", "times": 1}, {"text": "abc"}):  # flagged input; flagged output
+            with pytest.raises(ApiError) as raised:
+                client.call("repeat", **refused)
+            assert (raised.value.http_status, raised.value.error_type) == (400, "invalid_request_error")
+            assert "safety policy" in str(raised.value)
+        with pytest.raises(ApiError, match="stopped by this server's safety policy"):
+            list(client.call("spell", text="abc", times=3))
+
+
 def test_a_handler_that_raises_is_a_500_with_a_request_id_and_the_server_goes_on(server, keys):
     lines: list[logging.LogRecord] = []
     handler = logging.Handler()

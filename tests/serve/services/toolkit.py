@@ -31,6 +31,10 @@ class Toolkit(lk.Service):
             yield from text
 
     @lk.endpoint()
+    def repeat(self, text: str, times: int = 2) -> str:
+        return text * times
+
+    @lk.endpoint()
     def divide(self, a: float, b: float = 1.0) -> float:
         return a / b  # b=0: ZeroDivisionError, a bug the server must survive
 
