@@ -35,6 +35,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     """A registry with tiny:1 and tiny:2 (tiny:2's weights truncated afterwards), a run whose log ends in a cut
     line, two keys, and a console server: ``/console`` (30-minute sessions) and ``/short`` (0.3-second sessions)."""
     from fastapi import FastAPI
+    from peft import LoraConfig, get_peft_model
     from transformers import BertForSequenceClassification
 
     from leptonkit.console.app import create_console
@@ -54,6 +55,13 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     damaged = registry.register(str(folder), name="tiny", task="classification")
     weights = damaged.path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
+    adapter = home.parent / "tiny-lora"
+    lora = LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query", "value"])
+    get_peft_model(BertForSequenceClassification.from_pretrained(folder), lora).save_pretrained(adapter)
+    registry.register(str(adapter), name="tiny-lora", base="tiny:1", task="classification")
+    registry.register(
+        str(folder), name="tiny-q8", task="classification", lineage={"quantization": "Q8_0", "quantized_from": "tiny:1"}
+    )
     keys = KeyStore(home)
     admin, inference = keys.create("root", "admin")[1], keys.create("reader", "inference")[1]
     root = FastAPI()
@@ -178,6 +186,21 @@ def test_a_damaged_version_is_flagged_and_the_registry_keeps_working(setup: Setu
     verify = client.post("/registry/tiny/2/verify", data={"csrf": csrf_of(page.text)})
     assert verify.status_code == 303
     assert "tiny:2 is damaged: model.safetensors: size 100" in client.get("/registry/tiny").text
+
+
+def test_the_lineage_graph_links_run_version_adapter_and_quantised_version(setup: Setup) -> None:
+    client = login(setup, setup.inference_key)
+    graph = re.search(r'<svg class="lineage".*?</svg>', client.get("/registry/tiny-lora").text, re.S).group(0)
+    nodes = dict(re.findall(r'<g class="node" data-kind="([a-z]+)" data-id="([^"]+)"', graph))
+    assert sorted(nodes.items()) == [
+        ("adapter", "v:tiny-lora:1"),
+        ("model", "v:tiny:1"),
+        ("quantised", "v:tiny-q8:1"),
+        ("run", f"r:{setup.home / 'runs' / 'cut-1'}"),
+    ]
+    edges = set(re.findall(r'data-from="([^"]+)" data-to="([^"]+)"', graph))
+    assert edges == {(nodes["run"], "v:tiny:1"), ("v:tiny:1", "v:tiny-lora:1"), ("v:tiny:1", "v:tiny-q8:1")}
+    assert 'href="/console/runs/cut-1"' in graph
 
 
 def test_a_run_log_cut_mid_line_is_drawn_up_to_the_cut(setup: Setup) -> None:
