@@ -63,8 +63,13 @@ def test_prepare_uses_the_alias_by_default_and_keeps_ner_alignment(tiny_pii_mode
     assert manifest["pii"]["model"] == tiny_pii_model and manifest["pii"]["names_detected"]
     assert len(manifest["warnings"]) == 1 and "--pii pseudonymize keeps them learnable" in manifest["warnings"][0]
     record = json.loads((tmp_path / "out" / "train.jsonl").read_text())
-    # one span over all three tokens: one [PERSON] token carrying the first token's tag
-    assert record == {"tokens": ["[PERSON]"], "tags": ["B-PER"]}
+    # in NER data the tags say where names are (the model reads all three words as one name); places are opt-in
+    assert record == {"tokens": ["[PERSON]", "visited", "Rome"], "tags": ["B-PER", "O", "B-LOC"]}
+    text = tmp_path / "text.jsonl"
+    text.write_text(json.dumps({"text": "Ann visited Rome"}) + "\n")
+    prepare([text], task="text", out=tmp_path / "text", split="1,0")
+    # in text the model's span stands: one span over all three words
+    assert json.loads((tmp_path / "text" / "train.jsonl").read_text()) == {"text": "[PERSON]"}
 
 
 def test_without_a_model_names_come_from_rules_and_a_warning_says_so(home):

@@ -10,8 +10,9 @@ For NER records the tokens are joined (single spaces, none between two CJK token
 and every token a span touches is replaced as a unit: with ``mask`` by one ``[TYPE]`` token, with ``pseudonymize``
 by the fake value's words (its characters, when the tokens were single CJK characters). The first new token keeps
 the first old token's tag and the rest continue it (``I-X``), so tokens and tags stay aligned and the entity stays
-one entity. Entities the tags label as a PII type asked for (``PER`` for PERSON) are replaced whether or not the
-detector found them: the labels are the better detector.
+one entity. In NER data the tags, not the detector, say where names, places and organisations are: an entity the
+tags label as a type asked for (``PER`` for PERSON) is replaced whether or not the detector found it, and nothing
+else is replaced as a name.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DIRECT_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP", "URL", "US_SSN", 
 QUASI_TYPES = ("DATE", "LOCATION", "ORGANIZATION")
 # CoNLL entity types of NER tags, as the PII types whose spans they are.
 TAG_TYPES = {"PER": "PERSON", "PERSON": "PERSON", "LOC": "LOCATION", "GPE": "LOCATION", "ORG": "ORGANIZATION"}
+NAME_TYPES = frozenset(TAG_TYPES.values())
 WHY = {
     "direct": "direct identifiers name a person by themselves: replaced by default",
     "quasi": "quasi-identifiers (dates, places, organisations) identify nobody alone and are often what a model "
@@ -107,8 +109,10 @@ def deidentify(records: Sequence[dict], detector: PiiDetector, mode: str) -> lis
     for i, record in enumerate(records):
         if "tokens" in record:  # one text per NER record
             k = first_text[i]
-            labelled = tag_spans(record["tokens"], record["tags"], detector.types)
-            found[k] = resolve_overlaps([*found[k], *labelled]) if labelled else found[k]
+            # names, places and organisations: the tags say where they are (a rule that read "European Commission"
+            # as a person would put a fake person name under ORG tags); patterns (emails, phones) still apply
+            patterns = [span for span in found[k] if span.type not in NAME_TYPES]
+            found[k] = resolve_overlaps([*patterns, *tag_spans(record["tokens"], record["tags"], detector.types)])
     results = [Deidentified(dict(r)) for r in records]
     by_record: dict[int, list[tuple[str, list[PiiSpan]]]] = {}
     for owner, text, spans in zip(owners, texts, found, strict=True):
