@@ -34,11 +34,10 @@ class Setup:
 def setup(tmp_path_factory) -> Iterator[Setup]:
     """A registry with tiny:1 and tiny:2 (tiny:2's weights truncated afterwards), a run whose log ends in a cut
     line, two keys, and a console server: ``/console`` (30-minute sessions) and ``/short`` (0.3-second sessions)."""
-    from fastapi import FastAPI
     from peft import LoraConfig, get_peft_model
     from transformers import BertForSequenceClassification
 
-    from leptonkit.console.app import create_console
+    from leptonkit.console.app import create_console, standalone
     from leptonkit.console.web import ConsoleSettings
     from leptonkit.registry import Registry
     from leptonkit.security.keys import KeyStore
@@ -64,8 +63,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     )
     keys = KeyStore(home)
     admin, inference = keys.create("root", "admin")[1], keys.create("reader", "inference")[1]
-    root = FastAPI()
-    root.mount("/console", create_console(ConsoleSettings(home=home)))
+    root = standalone(ConsoleSettings(home=home))  # as `leptonkit console` serves it: the console at /console
     root.mount("/short", create_console(ConsoleSettings(home=home, session_idle=0.3)))
     with ServerThread(app=root) as running:
         yield Setup(home, running.url, admin, inference)
@@ -98,6 +96,7 @@ def test_a_wrong_key_is_refused_on_the_page_and_audited(setup: Setup) -> None:
     last = json.loads((setup.home / "audit.log").read_text().splitlines()[-1])
     assert last["event"] == "auth_failure" and last["source"] == "console" and "wrong" not in json.dumps(last)
     assert httpx.get(f"{setup.url}/console/registry").headers["location"] == "/console/login?reason=login"
+    assert httpx.get(f"{setup.url}/").headers["location"] == "/console/"
 
 
 def test_every_console_response_has_a_csp_without_inline_script(setup: Setup) -> None:

@@ -27,6 +27,7 @@ def console(
     from leptonkit.config import home
     from leptonkit.console.app import standalone
     from leptonkit.console.web import ConsoleSettings
+    from leptonkit.serve.authentication import auth_required
 
     settings = ConsoleSettings(
         home=home(),
@@ -37,6 +38,11 @@ def console(
         secure_cookie=ssl_certfile is not None,
     )
     scheme = "https" if ssl_certfile else "http"
+    if not ssl_certfile and auth_required(None, host):  # bound beyond loopback
+        typer.echo(
+            "warning: without --ssl-certfile the keys typed into the log-in page cross the network unencrypted",
+            err=True,
+        )
     typer.echo(f"console on {scheme}://{host}:{port}/console", err=True)
     uvicorn.run(
         standalone(settings),
