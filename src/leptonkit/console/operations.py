@@ -126,7 +126,9 @@ class Watcher:
         scrape = parse(text, time.monotonic())
         before = self.previous if self.previous is not None and self.previous.at < scrape.at else None
         self.previous = scrape
-        summary: dict[str, Any] = summarize(before, scrape) if before is not None else {}
+        summary: dict[str, Any] = summarize(before or scrape, scrape)
+        if before is None:  # one scrape: its gauges, but no rates yet
+            summary |= {k: None for k in summary if k.endswith("_per_s") or k in ("error_ratio", "cpu_cores")}
         summary["requests_total"] = scrape.totals.get("leptonkit_requests_total", 0.0)
         summary["rss_bytes"] = scrape.totals.get("leptonkit_process_resident_memory_bytes")
         gauges = per_model(text, MODEL_GAUGES)
