@@ -47,6 +47,18 @@ GREEDY_BELOW = 1e-5
 MIN_TEMPERATURE = 1e-2
 
 
+@dataclass(frozen=True)
+class Structured:
+    """What a request's output must match, enforced while decoding (``engine.grammar``): ``kind`` is
+    ``"json_object"`` (any JSON object), ``"json_schema"`` (``spec``: the schema's JSON text; ``strict``: no
+    properties or items beyond the schema's) or ``"structural_tag"`` (``spec``: an xgrammar structural tag's JSON
+    text, which is how tool calls are constrained)."""
+
+    kind: str
+    spec: str = ""
+    strict: bool = True
+
+
 @dataclass
 class SamplingParams:
     """Per-request sampling: ``temperature`` below :data:`GREEDY_BELOW` is greedy (stored as 0), a positive one below
@@ -74,6 +86,7 @@ class SamplingParams:
     min_tokens: int = 0
     top_k: int = 0
     stop_token_ids: list[int] = field(default_factory=list)
+    structured: Structured | None = None  # a grammar the output must match (``engine.grammar``)
 
     def __post_init__(self) -> None:
         if self.temperature < GREEDY_BELOW:
@@ -94,6 +107,7 @@ class SamplingParams:
             or self.repetition_penalty != 1.0
             or self.logit_bias
             or self.min_tokens
+            or self.structured is not None
         )
 
 
@@ -152,6 +166,9 @@ class GenerationEngine(Protocol):
     def check_room(self, sequences: int, owner: str | None = None) -> None:
         """Raise unless ``sequences`` more sequences of ``owner`` (an API key's name) can be queued now:
         :class:`QueueFullError` (429) when they could later, ``InvalidInputError`` (400) when they never can."""
+
+    def check_structured(self, structured: Structured) -> None:
+        """Raise ``InvalidInputError`` unless this engine can enforce ``structured`` (blocking: it may compile)."""
 
     def generate(
         self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None, owner: str | None = None

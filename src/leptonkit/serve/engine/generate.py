@@ -39,6 +39,7 @@ from leptonkit.serve.engine.base import (
     Delta,
     SamplingParams,
     SequenceError,
+    Structured,
     TokenLogprob,
     deliver,
     generation_defaults,
@@ -47,6 +48,7 @@ from leptonkit.serve.engine.compiled_step import CompiledStep, compiled_step
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer, TokenBytes
 from leptonkit.serve.engine.fused_decoder import fused_decoder
+from leptonkit.serve.engine.grammar import Grammars
 from leptonkit.serve.engine.kv_cache import BatchCache, use_decode_attention
 from leptonkit.serve.engine.logits import apply as apply_logits
 from leptonkit.serve.engine.logits import row_logits
@@ -76,7 +78,9 @@ class _Sequence:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.generator = make_generator(params)
         self.detok = Detokenizer(engine.tokenizer, params.stop)
-        self.logits = row_logits(params, prompt_ids, engine.eos_ids)  # penalties, bias, min_tokens (or None)
+        matcher = engine.grammars.matcher(params.structured) if params.structured is not None else None
+        # penalties, bias, min_tokens, a structured output's grammar (or None)
+        self.logits = row_logits(params, prompt_ids, engine.eos_ids, matcher)
         self.arrival = time.perf_counter()
         self.last_time = 0.0
         self.generated = 0
@@ -118,6 +122,7 @@ class NativeEngine:
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.defaults = generation_defaults(getattr(model, "generation_config", None))  # where a request is silent
+        self.grammars = Grammars(tokenizer, int(config.vocab_size), self.eos_ids)  # structured outputs
         self._num_layers = _cache_layers(config)
         use_decode_attention(model)
         pack_linears(model)
@@ -166,6 +171,11 @@ class NativeEngine:
         """Refuse (429, or 400 when it never could fit) ``sequences`` more sequences of ``owner`` (``scheduler``)."""
         with self._cv:
             self._waiting.check_room(sequences, owner)
+
+    def check_structured(self, structured: Structured) -> None:
+        """Compile a structured output's grammar (blocking; the routes call it in a worker thread), or raise
+        ``InvalidInputError``; the sequences that use it then take it from the cache."""
+        self.grammars.compile(structured)
 
     def generate(
         self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None, owner: str | None = None
@@ -374,7 +384,7 @@ class NativeEngine:
         ended = token in self.eos_ids and not params.ignore_eos
         # a stop token's text is kept (unless special), as in vLLM; stop strings count once min_tokens are out
         stopped = not ended and seq.detok.add(token, seq.generated > params.min_tokens)
-        if ended or stopped or token in params.stop_token_ids:
+        if ended or stopped or token in params.stop_token_ids or (seq.logits is not None and seq.logits.grammar_done):
             finish = "stop"
         elif seq.generated >= seq.params.max_tokens or len(seq.prompt_ids) + seq.generated >= self.context_length:
             finish = "length"

@@ -22,17 +22,22 @@ the sampled token (``matcher.accept_token``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
+from leptonkit.serve.engine import grammar
 from leptonkit.serve.engine.base import SamplingParams
 
 
 class RowLogits:
     """The logits state of one sequence with controls."""
 
-    def __init__(self, params: SamplingParams, prompt_ids: list[int], end_ids: Iterable[int]) -> None:
+    def __init__(
+        self, params: SamplingParams, prompt_ids: list[int], end_ids: Iterable[int], matcher: Any = None
+    ) -> None:
         self.params = params
+        self.matcher = matcher  # the grammar of a structured output (``engine.grammar``), or None
         self.prompt_ids = prompt_ids
         # what min_tokens holds back: the end of sequence and the request's stop tokens
         self.end_ids = sorted({*end_ids, *params.stop_token_ids})
@@ -52,15 +57,25 @@ class RowLogits:
             self.in_prompt = torch.zeros(vocab, dtype=torch.bool, device=device).index_fill_(0, prompt, True)
 
     def record(self, token: int) -> None:
-        """Count ``token``, this sequence's next one."""
+        """Count ``token``, this sequence's next one (and advance the grammar with it)."""
+        if self.matcher is not None and not self.matcher.is_terminated() and not self.matcher.accept_token(token):
+            raise ValueError(f"token {token} does not continue the output's grammar")
         self.generated += 1
         if self.counts is not None and 0 <= token < self.counts.shape[0]:
             self.counts[token] += 1
 
 
-def row_logits(params: SamplingParams, prompt_ids: list[int], end_ids: Iterable[int]) -> RowLogits | None:
+    @property
+    def grammar_done(self) -> bool:
+        """The output's grammar is complete and took its end: the sequence ends here."""
+        return self.matcher is not None and self.matcher.is_terminated()
+
+
+def row_logits(
+    params: SamplingParams, prompt_ids: list[int], end_ids: Iterable[int], matcher: Any = None
+) -> RowLogits | None:
     """The logits state of a new sequence, or None when its request sets no control."""
-    return RowLogits(params, prompt_ids, end_ids) if params.controls_logits else None
+    return RowLogits(params, prompt_ids, end_ids, matcher) if params.controls_logits else None
 
 
 def apply(logits: torch.Tensor, rows: Sequence[RowLogits | None]) -> None:
@@ -74,6 +89,9 @@ def apply(logits: torch.Tensor, rows: Sequence[RowLogits | None]) -> None:
     penalised = [(i, r) for i, r in active if r.penalised]
     if penalised:
         _penalise(logits, penalised, vocab, device)
+    constrained = [(i, r.matcher) for i, r in active if r.matcher is not None]
+    if constrained:  # last: whatever the other controls did, only the grammar's tokens stay possible
+        grammar.mask(logits, constrained)
 
 
 def _add_bias(logits: torch.Tensor, active: list[tuple[int, RowLogits]]) -> None:

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.serve.engine.base import Delta, SamplingParams, TokenLogprob
+from leptonkit.serve.engine import grammar
+from leptonkit.serve.engine.base import Delta, SamplingParams, Structured, TokenLogprob
 from leptonkit.serve.engine.detokenize import TokenBytes
 
 
@@ -113,6 +114,10 @@ class VllmEngine:
     def check_room(self, sequences: int, owner: str | None = None) -> None:
         """vLLM schedules and queues on its own (its scheduler, not the per-key shares of ``engine.scheduler``)."""
 
+    def check_structured(self, structured: Structured) -> None:
+        """vLLM compiles the grammar with its own xgrammar; the same library refuses what it cannot build here."""
+        grammar.check(structured)
+
     def generate(
         self, prompt_ids: list[int], params: SamplingParams, *, adapter: str | None = None, owner: str | None = None
     ):
@@ -136,6 +141,7 @@ class VllmEngine:
             stop_token_ids=params.stop_token_ids or None,
             logprobs=params.top_logprobs if params.logprobs else None,
             output_kind=RequestOutputKind.DELTA,
+            **(_structured_outputs(params.structured) if params.structured is not None else {}),
         )
         request_id = uuid.uuid4().hex
         self._active[request_id] = adapter
@@ -164,6 +170,26 @@ class VllmEngine:
             self._active.pop(request_id, None)
             if not finished:
                 await self.engine.abort(request_id)
+
+
+def _structured_outputs(structured: Structured) -> dict[str, Any]:
+    """vLLM's own structured outputs for ``structured``: ``StructuredOutputsParams`` (vLLM 0.10.2 and later) or
+    ``GuidedDecodingParams`` (earlier), as the keyword argument of its ``SamplingParams``."""
+    if structured.kind == "json_object":
+        spec: dict[str, Any] = {"json_object": True}
+    elif structured.kind == "json_schema":
+        # xgrammar, vLLM's default backend, compiles schemas strictly (no properties beyond the schema's), which
+        # satisfies strict: false as well
+        spec = {"json": structured.spec}
+    else:
+        spec = {"structural_tag": structured.spec}
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:  # before vLLM 0.10.2
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(**spec)}
+    return {"structured_outputs": StructuredOutputsParams(**spec)}
 
 
 def _logprob(completion: Any, index: int, token: int | None, token_bytes: TokenBytes) -> TokenLogprob | None:
