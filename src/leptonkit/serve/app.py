@@ -36,7 +36,7 @@ from leptonkit.serve.models import ModelSet
 from leptonkit.serve.openapi import document_errors
 from leptonkit.serve.protocol import best_error, error_body, field_path
 from leptonkit.serve.refusals import answer
-from leptonkit.serve.routes import admin, openai, tasks, tokenizer
+from leptonkit.serve.routes import admin, openai, responses, tasks, tokenizer
 from leptonkit.serve.safety import SafetyPolicy
 from leptonkit.serve.services import ServiceSet, install_services, service_spec
 
@@ -65,7 +65,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_exception_handler(LeptonkitError, _leptonkit_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    for module in (admin, openai, tasks, tokenizer):
+    for module in (admin, openai, responses, tasks, tokenizer):
         app.include_router(module.router)
     install_operations(app, config)
     if services:

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MAX_STOP = 16
 
@@ -59,13 +69,36 @@ class ContentPart(_OpenAIBody):
         return data
 
 
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]  # OpenAI's rule for function names
+
+
+class ToolCallFunction(_OpenAIBody):
+    name: FunctionName
+    arguments: Text  # JSON text, as the model wrote it
+
+
+class ToolCall(_OpenAIBody):
+    """A call in an assistant message sent back to the model (``serve.tool_calls`` renders it)."""
+
+    id: Text
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatMessage(_OpenAIBody):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[ContentPart] | None = None
     name: Text | None = None  # given to the chat template, which may use it
-    # accepted as before (not yet used): the tool-calling work gives them their types
-    tool_calls: Any = None
-    tool_call_id: Any = None
+    tool_calls: list[ToolCall] | None = None  # assistant messages
+    tool_call_id: Text | None = None  # tool messages: the call they answer
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> ChatMessage:
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -116,6 +149,52 @@ class _Sampling(_OpenAIBody):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
+class FunctionDefinition(_OpenAIBody):
+    name: FunctionName
+    description: Text | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema; left out: no arguments
+    strict: bool | None = None  # the arguments always match the schema (constrained decoding) whatever it says
+
+
+class Tool(_OpenAIBody):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionChoice(_OpenAIBody):
+    name: FunctionName
+
+
+class NamedToolChoice(_OpenAIBody):
+    type: Literal["function"]
+    function: FunctionChoice
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class JsonSchema(_OpenAIBody):
+    """``response_format.json_schema``: the schema the output must match, enforced while decoding."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: FunctionName
+    description: Text | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None  # true: no properties beyond the schema's (xgrammar's strict mode)
+
+
+class ResponseFormat(_OpenAIBody):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is given with type json_schema, and only then")
+        return self
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
     logprobs: bool = False
@@ -123,10 +202,10 @@ class ChatCompletionRequest(_Sampling):
     modalities: list[Literal["text"]] | None = None  # text out only: "audio" is a 400
     store: bool | None = None  # nothing is stored: store true is a 400
     safety_identifier: Text | None = None  # written to the request's log line, as ``user``
-    # accepted as before (not yet used): the structured-output and tool-calling work gives them their types
-    tools: Any = None
-    tool_choice: Any = None
-    response_format: Any = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None  # default: auto with tools, none without
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
 
     @field_validator("store")
     @classmethod
@@ -170,6 +249,123 @@ class CompletionRequest(_Sampling):
         if all(isinstance(p, int) for p in self.prompt):
             return [list(self.prompt)]
         return list(self.prompt)
+
+
+class ResponseContentPart(_OpenAIBody):
+    type: Literal["input_text", "output_text"]
+    text: Text
+    annotations: list[Any] | None = None  # an earlier response's output sent back: these describe it, nothing more
+    logprobs: list[Any] | None = None
+
+
+class ResponseMessage(_OpenAIBody):
+    type: Literal["message"] = "message"
+    id: Text | None = None
+    status: Text | None = None
+    role: Literal["user", "system", "developer", "assistant"]
+    content: Text | list[ResponseContentPart]
+
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+
+class ResponseFunctionCall(_OpenAIBody):
+    type: Literal["function_call"]
+    id: Text | None = None
+    status: Text | None = None
+    call_id: Text
+    name: FunctionName
+    arguments: Text
+
+
+class ResponseFunctionCallOutput(_OpenAIBody):
+    type: Literal["function_call_output"]
+    id: Text | None = None
+    status: Text | None = None
+    call_id: Text
+    output: Text
+
+
+_ITEMS = {"message": "ResponseMessage", "function_call": "ResponseFunctionCall",
+          "function_call_output": "ResponseFunctionCallOutput"}  # fmt: skip
+
+
+def _item_type(item: Any) -> str | None:
+    """An input item's model (a message may leave its type out); the tags are class names, which ``field_path``
+    leaves out of a refusal's ``param``."""
+    kind = item.get("type", "message") if isinstance(item, dict) else getattr(item, "type", "message")
+    return _ITEMS.get(kind)
+
+
+ResponseItem = Annotated[
+    Annotated[ResponseMessage, Tag("ResponseMessage")]
+    | Annotated[ResponseFunctionCall, Tag("ResponseFunctionCall")]
+    | Annotated[ResponseFunctionCallOutput, Tag("ResponseFunctionCallOutput")],
+    Discriminator(
+        _item_type,
+        custom_error_type="input_item",
+        custom_error_message="input items here are messages, function_call and function_call_output items",
+    ),
+]
+
+
+class ResponseFunctionTool(_OpenAIBody):
+    type: Literal["function"]
+    name: FunctionName
+    description: Text | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseNamedToolChoice(_OpenAIBody):
+    type: Literal["function"]
+    name: FunctionName
+
+
+class ResponseTextFormat(_OpenAIBody):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: FunctionName | None = None
+    description: Text | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseTextFormat:
+        if self.type == "json_schema" and (self.name is None or self.schema_ is None):
+            raise ValueError("a json_schema format needs its name and schema")
+        return self
+
+
+class ResponseText(_OpenAIBody):
+    format: ResponseTextFormat | None = None
+
+
+class ResponsesRequest(_OpenAIBody):
+    """``POST /v1/responses``: text in, text or tool calls out (``routes.responses``). Nothing is stored: no
+    ``previous_response_id``, and ``store: true`` is a 400."""
+
+    model: Text
+    input: Text | list[ResponseItem]
+    instructions: Text | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stream: bool = False
+    tools: list[ResponseFunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ResponseNamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    text: ResponseText | None = None
+    store: bool | None = None
+    metadata: dict[str, Text] | None = None  # given back in the response
+
+    @field_validator("store")
+    @classmethod
+    def _not_stored(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("store true is not supported: this server stores no responses (send store: false)")
+        return value
 
 
 class EmbeddingRequest(_OpenAIBody):

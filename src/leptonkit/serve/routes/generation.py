@@ -21,15 +21,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from leptonkit.errors import InvalidInputError, LeptonkitError
 from leptonkit.serve.admission import check_prompt_tokens, max_tokens, open_stream, reserve
-from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, TokenLogprob, collect
+from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, Structured, TokenLogprob, collect
 from leptonkit.serve.middleware import annotate, metered, record_of
 from leptonkit.serve.models import Target
 from leptonkit.serve.protocol import error_body
+from leptonkit.serve.tool_calls import ToolCallParser, parse
 
 
 @dataclass
 class Shape:
     chat: bool
+    tools: bool = False  # a chat request with tools: its text is split into content and ``tool_calls``
 
     @property
     def object(self) -> str:
@@ -42,8 +44,38 @@ class Shape:
     def choice(self, index: int, text: str, logprobs: Any, finish: str | None, *, stream: bool) -> dict[str, Any]:
         if not self.chat:
             return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
+        if self.tools and not stream:
+            content, calls = parse(text)
+            message = {"role": "assistant", "content": content} | ({"tool_calls": calls} if calls else {})
+            finish = "tool_calls" if calls and finish == "stop" else finish
+            return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
         key, content = ("delta", {"content": text} if text else {}) if stream else ("message", _message(text))
         return {"index": index, key: content, "logprobs": logprobs, "finish_reason": finish}
+
+    def parser(self) -> ToolCallParser | None:
+        return ToolCallParser() if self.tools else None
+
+    def stream_choices(
+        self, index: int, delta: Delta, logprobs: Any, parser: ToolCallParser | None
+    ) -> list[dict[str, Any]]:
+        """The streamed choices for one delta: one, or with tools what the parser makes of its text (content, a
+        call's name, pieces of its arguments), the last carrying the finish reason."""
+        finish = delta.finish_reason
+        if parser is None:
+            if not (delta.text or finish or logprobs):
+                return []
+            return [self.choice(index, delta.text, logprobs, finish, stream=True)]
+        parts = parser.feed(delta.text, final=finish is not None)
+        finish = "tool_calls" if parser.calls and finish == "stop" else finish
+        if not parts and (finish or logprobs):
+            parts = [{}]
+        if not parts:
+            return []
+        ends = [None] * (len(parts) - 1) + [finish]
+        return [
+            {"index": index, "delta": part, "logprobs": None if i else logprobs, "finish_reason": end}
+            for i, (part, end) in enumerate(zip(parts, ends, strict=True))
+        ]
 
     def logprobs(self, deltas: list[Delta], offset: int = 0) -> Any:
         entries = [d.logprob for d in deltas if d.logprob is not None]
@@ -63,12 +95,6 @@ class Shape:
             "top_logprobs": [{t.token: t.logprob for t in e.top} for e in entries],
             "text_offset": offsets,
         }
-
-
-def _chat_logprob(entry: TokenLogprob) -> dict[str, Any]:
-    """A token's entry in chat logprobs: ``bytes`` are its own raw bytes (part of a character, for some)."""
-    raw = entry.raw if entry.raw is not None else entry.token.encode()
-    return {"token": entry.token, "logprob": entry.logprob, "bytes": list(raw)}
 
 
 def _chat_logprob(entry: TokenLogprob) -> dict[str, Any]:
@@ -153,8 +179,11 @@ async def respond(
     *,
     logprobs: bool,
     top: int,
+    structured: Structured | None = None,
+    structured_param: str = "response_format",
 ) -> Any:
-    """Submit ``body.n`` choices per prompt and answer with one JSON body or an SSE stream."""
+    """Submit ``body.n`` choices per prompt and answer with one JSON body or an SSE stream. A ``structured``
+    output's grammar is compiled first (a 400 naming ``structured_param`` when it cannot be)."""
     engine = target.engine
     config = request.app.state.config
     check_prompt_tokens(config, prompts)
@@ -167,6 +196,13 @@ async def respond(
         )
         for p in prompts
     ]
+    if structured is not None:  # compiled off the event loop, or found in the engine's cache
+        try:
+            await asyncio.to_thread(engine.check_structured, structured)
+        except InvalidInputError as err:
+            raise InvalidInputError(err.message, hint=err.hint, param=structured_param) from None
+        for p in params:
+            p.structured = structured
     worst_case = body.n * sum(len(prompt) + p.max_tokens for prompt, p in zip(prompts, params, strict=True))
     reserve(request, sequences=len(prompts) * body.n, tokens=worst_case)  # --rate-limit-rpm/-tpm
     if body.stream:
@@ -316,6 +352,7 @@ async def _sse(
     after the first chunk is an error event, and the request is logged and counted with the error's status."""
     completion = [0] * n
     offsets = [0] * n
+    parsers = [shape.parser() for _ in range(n)]
     if shape.chat:
         for index in range(n):
             yield _dump(
@@ -326,10 +363,9 @@ async def _sse(
         while pending is not None:
             index, delta = pending
             completion[index] = delta.completion_tokens
-            if delta.text or delta.finish_reason or delta.logprob:
-                logprobs = shape.logprobs([delta], offsets[index])
-                offsets[index] += len(delta.text)
-                choice = shape.choice(index, delta.text, logprobs, delta.finish_reason, stream=True)
+            logprobs = shape.logprobs([delta], offsets[index])
+            offsets[index] += len(delta.text)
+            for choice in shape.stream_choices(index, delta, logprobs, parsers[index]):
                 yield _dump(head | {"choices": [choice]})
             async with asyncio.timeout_at(deadline):
                 pending = await anext(events, None)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.serve import tool_calls
 from leptonkit.serve.admission import admit_encoder_input, admit_input
+from leptonkit.serve.engine.base import Structured
 from leptonkit.serve.middleware import annotate
 from leptonkit.serve.models import Target
 from leptonkit.serve.parsing import JsonRoute
@@ -39,19 +42,49 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    target = generator(request, body.model, "/v1/chat/completions")
+    return await chat(request, body, "/v1/chat/completions")
+
+
+async def chat(request: Request, body: ChatCompletionRequest, endpoint: str) -> Any:
+    """A chat completion (``/v1/responses`` answers through it too): the model's template renders the messages and
+    the tools (``serve.tool_calls``); tools or ``response_format`` hold the output to a grammar while decoding."""
+    target = generator(request, body.model, endpoint)
     tokenizer = target.engine.tokenizer
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidInputError(
             f"model {body.model} has no chat template", hint="use /v1/completions with a plain prompt", param="model"
         )
-    messages = [{"role": m.role, "content": m.text()} | ({"name": m.name} if m.name else {}) for m in body.messages]
+    tool_calls.check(body.tools, body.tool_choice, body.messages)
+    tools = body.tools if tool_calls.uses_tools(body.tools, body.tool_choice) else None
+    messages, template_args = tool_calls.conversation(tokenizer, body.messages, tools)
     await admit_input(request, body.model, [m["content"] for m in messages])
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **template_args)
     prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    structured, param = _structured_output(body, tools)
+    shape = Shape(chat=True, tools=tools is not None)
     return await respond(
-        request, body, target, [prompt], Shape(chat=True), logprobs=body.logprobs, top=body.top_logprobs
-    )
+        request, body, target, [prompt], shape, logprobs=body.logprobs, top=body.top_logprobs,
+        structured=structured, structured_param=param,
+    )  # fmt: skip
+
+
+def _structured_output(body: ChatCompletionRequest, tools: list[Any] | None) -> tuple[Structured | None, str]:
+    """The grammar a chat request's output must match, and the request field that asked for it."""
+    fmt = body.response_format
+    if tools and fmt is not None and fmt.type != "text":
+        raise InvalidInputError(
+            f"response_format {fmt.type} cannot be combined with tools",
+            hint='send tool_choice "none" to answer in this format, or leave response_format out',
+            param="response_format",
+        )
+    if tools:
+        return tool_calls.tool_grammar(tools, body.tool_choice or "auto", body.parallel_tool_calls), "tools"
+    if fmt is None or fmt.type == "text":
+        return None, "response_format"
+    if fmt.type == "json_object":
+        return Structured("json_object"), "response_format"
+    schema = fmt.json_schema
+    return Structured("json_schema", json.dumps(schema.schema_), strict=bool(schema.strict)), "response_format"
 
 
 @router.post("/v1/completions")
