@@ -14,7 +14,7 @@ app = typer.Typer(help="Prepare datasets and de-identify text.", no_args_is_help
 
 PII_MODEL_HELP = (
     "NER model for names/places/organisations (REF or folder); default: the version aliased @pii; "
-    "'none': patterns only."
+    "'none': no model (patterns, and word lists with context rules for names and places)."
 )
 
 
