@@ -6,6 +6,16 @@ from pathlib import Path
 
 import typer
 
+from leptonkit.cli.launch import (
+    FSDP_OPTION,
+    MASTER_ADDR_OPTION,
+    MASTER_PORT_OPTION,
+    NNODES_OPTION,
+    NODE_RANK_OPTION,
+    NPROC_OPTION,
+    Launch,
+    relaunch_if_distributed,
+)
 from leptonkit.cli.output import JSON_OPTION, console, print_json, print_table
 from leptonkit.errors import InvalidInputError
 
@@ -29,6 +39,12 @@ def pretrain(
     run_dir: str | None = typer.Option(None, "--run-dir", help="Run folder (default: LEPTONKIT_HOME/runs/...)."),
     overrides: list[str] = typer.Option(None, "--set", help="Recipe overrides, e.g. --set train.grad_accum=4."),
     list_presets: bool = typer.Option(False, "--list-presets", help="Print the presets' sizes and exit."),
+    nproc: int = NPROC_OPTION,
+    nnodes: int = NNODES_OPTION,
+    node_rank: int = NODE_RANK_OPTION,
+    master_addr: str | None = MASTER_ADDR_OPTION,
+    master_port: int | None = MASTER_PORT_OPTION,
+    fsdp: bool = FSDP_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Pretrain a causal LM on raw text (tokenizer, preset model, packing, training, evaluation, registry)."""
@@ -48,6 +64,7 @@ def pretrain(
         return
     if not data or not name:
         raise InvalidInputError("pretrain needs --data FILE and --name NAME", hint="see leptonkit pretrain --help")
+    relaunch_if_distributed(Launch(nproc, nnodes, node_rank, master_addr, master_port))
     from leptonkit.train.api import pretrain as run
 
     version = run(
@@ -68,6 +85,7 @@ def pretrain(
         batch_size=batch_size,
         lr=lr,
         eval_every=eval_every,
+        fsdp=fsdp or None,
     )
     if version is None:  # ranks other than 0 under torchrun
         return

@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from leptonkit.cli.launch import (
+    FSDP_OPTION,
+    MASTER_ADDR_OPTION,
+    MASTER_PORT_OPTION,
+    NNODES_OPTION,
+    NODE_RANK_OPTION,
+    NPROC_OPTION,
+    Launch,
+    relaunch_if_distributed,
+)
 from leptonkit.cli.output import JSON_OPTION, console, print_json, print_table
 from leptonkit.errors import InvalidInputError
 
-NPROC_OPTION = typer.Option(1, "--nproc", min=1, help="Processes: >1 relaunches this command under torchrun (DDP).")
 RESUME_OPTION = typer.Option(None, "--resume", help="A run folder or checkpoint folder to continue from.")
-
-
-def _relaunch_under_torchrun(nproc: int) -> None:
-    """Run this same command again under ``torchrun --nproc_per_node N`` (without --nproc), then exit with it."""
-    argv, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            argv.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-    command += ["--master_port", os.environ.get("LEPTONKIT_MASTER_PORT", "29517"), "-m", "leptonkit.cli.main", *argv]
-    sys.exit(subprocess.call(command, env=os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}))
 
 
 def _report(version: Any, json_out: bool) -> None:
@@ -56,6 +47,10 @@ def train(
     overrides: list[str] = typer.Argument(None, help="KEY=VALUE overrides, dotted for sections: train.lr=1e-4"),
     resume: str | None = RESUME_OPTION,
     nproc: int = NPROC_OPTION,
+    nnodes: int = NNODES_OPTION,
+    node_rank: int = NODE_RANK_OPTION,
+    master_addr: str | None = MASTER_ADDR_OPTION,
+    master_port: int | None = MASTER_PORT_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Train from a recipe; the result is registered in the model registry."""
@@ -63,8 +58,7 @@ def train(
     from leptonkit.train.recipe import load_recipe
 
     loaded = load_recipe(recipe, overrides or [])  # validated before anything else, also before relaunching
-    if nproc > 1:
-        _relaunch_under_torchrun(nproc)
+    relaunch_if_distributed(Launch(nproc, nnodes, node_rank, master_addr, master_port))
     _report(run_recipe(loaded, resume=resume), json_out)
 
 
@@ -85,18 +79,23 @@ def finetune(
     settings: list[str] = typer.Option([], "--set", help="Any recipe key: --set train.warmup_ratio=0.1 (repeatable)."),
     resume: str | None = RESUME_OPTION,
     nproc: int = NPROC_OPTION,
+    nnodes: int = NNODES_OPTION,
+    node_rank: int = NODE_RANK_OPTION,
+    master_addr: str | None = MASTER_ADDR_OPTION,
+    master_port: int | None = MASTER_PORT_OPTION,
+    fsdp: bool = FSDP_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Fine-tune a base model for classification, NER or SFT (short form of `leptonkit train`)."""
     from leptonkit.train.api import build_recipe, run_recipe
 
     given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "max_steps": max_steps, "max_minutes": max_minutes}
+    given["fsdp"] = fsdp or None  # unset: the recipe's own train.fsdp
     # the function leptonkit.finetune and FineTuneModel.train build their recipe with, under the same keywords
     loaded = build_recipe(
         base=base, data=data, task=task, method=method, name=name, overrides=settings, merge=merge, **given
     )
-    if nproc > 1:
-        _relaunch_under_torchrun(nproc)
+    relaunch_if_distributed(Launch(nproc, nnodes, node_rank, master_addr, master_port))
     _report(run_recipe(loaded, resume=resume), json_out)
 
 

@@ -158,4 +158,5 @@ def pretrain(
         "train": {k: v for k, v in train.items() if v is not None},
     }
     validated = validate_recipe(apply_overrides(recipe, overrides or []))
+    init_distributed()  # under torchrun (pretrain --nproc/--nnodes): join the process group, as run_recipe does
     return pretrain_recipe.run(validated, resume=resume, registry=registry, log=log)

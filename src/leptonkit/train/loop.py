@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from leptonkit.errors import LeptonkitError
+from leptonkit.errors import InvalidInputError, LeptonkitError
 from leptonkit.monitor import resources
 from leptonkit.train.checkpoint import (
     BEST,
@@ -64,7 +64,18 @@ from leptonkit.train.checkpoint import (
     save_checkpoint,
     step_folder,
 )
-from leptonkit.train.distributed import barrier, is_main, pick_device, world_size, wrap
+from leptonkit.train.distributed import (
+    barrier,
+    gather_into,
+    is_main,
+    local,
+    no_sync,
+    pick_device,
+    shard,
+    unwrap,
+    world_size,
+    wrap,
+)
 from leptonkit.train.history import METRIC_LOG
 from leptonkit.train.progress import ProgressDisplay
 from leptonkit.train.recipe import TrainSettings
@@ -213,13 +224,19 @@ def train_loop(
     device = pick_device()
     precision = resolve_precision(settings.precision, device)
     seed_everything(settings.seed)
-    model.to(device)
+    # FSDP: a sharded copy trains on the device; ``raw_model`` stays a plain module in CPU memory, given the full
+    # weights (gather_into) to evaluate, checkpoint and return. Its checkpoints hold weights, not optimiser state.
+    sharded = settings.fsdp and world_size() > 1
+    if sharded and (resume is not None or adversary is not None):
+        raise InvalidInputError(
+            "train.fsdp runs cannot be resumed or trained adversarially yet", hint="drop --resume/adversarial or fsdp"
+        )
     raw_model = model
-    model = wrap(model, device)
+    model = shard(model, device) if sharded else wrap(model.to(device), device)
 
     batches_per_epoch = len(train_loader)
     steps = total_steps(settings, batches_per_epoch)
-    optimizer = build_optimizer(raw_model, settings)
+    optimizer = build_optimizer(unwrap(model), settings)
     scheduler = build_scheduler(optimizer, settings, steps)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     training = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
@@ -259,15 +276,18 @@ def train_loop(
 
     def checkpoint_now() -> Path | None:
         nonlocal last_checkpoint
-        if last_checkpoint is not None and last_checkpoint.name == f"step-{progress.step}":
+        if boundary.get("saved_step") == progress.step:  # known on every rank: they all skip the collectives
             return last_checkpoint
         began = time.monotonic()
         progress.train_seconds = began - started
         saved = boundary["progress"]
         saved.train_seconds = began - started
+        boundary["saved_step"] = saved.step
+        if sharded:
+            gather_into(raw_model, model)
         if is_main():
             last_checkpoint = save_checkpoint(
-                step_folder(run_dir, saved.step), raw_model, saved, training, boundary["rng"]
+                step_folder(run_dir, saved.step), raw_model, saved, {} if sharded else training, boundary["rng"]
             )
             prune(run_dir, settings.keep_checkpoints)
         barrier()
@@ -280,6 +300,9 @@ def train_loop(
             return False
         began = time.monotonic()
         model.eval()
+        if sharded:
+            gather_into(raw_model, model)
+            raw_model.eval()
         with torch.no_grad(), _autocast(device, autocast_dtype):
             values = evaluate(raw_model)
         model.train()
@@ -311,7 +334,7 @@ def train_loop(
                     batch = _move(batch, device)
                     position = progress.batch_in_epoch + 1
                     at_step = position % settings.grad_accum == 0 or position == batches_per_epoch
-                    with contextlib.nullcontext() if at_step or world_size() == 1 else model.no_sync():
+                    with contextlib.nullcontext() if at_step else no_sync(model):
                         loss = _scaled_loss(compute_loss, model, batch, device, autocast_dtype, 1, None)
                         if not torch.isfinite(loss):
                             raise _non_finite(progress, checkpoint_now(), "loss")
@@ -339,8 +362,8 @@ def train_loop(
                         continue
                     if scaler:
                         scaler.unscale_(optimizer)
-                    with_grad = [p for p in raw_model.parameters() if p.grad is not None]
-                    norm = torch.nn.utils.clip_grad_norm_(with_grad, settings.max_grad_norm or math.inf)
+                    with_grad = [p for p in unwrap(model).parameters() if p.grad is not None]
+                    norm = local(torch.nn.utils.clip_grad_norm_(with_grad, settings.max_grad_norm or math.inf))
                     if not torch.isfinite(norm) and scaler is None:
                         optimizer.zero_grad(set_to_none=True)
                         raise _non_finite(progress, checkpoint_now(), "gradient")

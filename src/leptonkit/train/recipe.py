@@ -101,6 +101,8 @@ class TrainSettings(Section):
     early_stopping: EarlyStopping | None = Field(default_factory=EarlyStopping)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "balanced"] = "none"
+    # under torchrun: shard weights, gradients and optimiser state across ranks (FSDP2) instead of replicating them
+    fsdp: bool = False
 
 
 class PretrainSettings(Section):
