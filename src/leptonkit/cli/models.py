@@ -33,6 +33,34 @@ def import_(
         console.print(f"registered [bold]{version.ref}[/] ({version.kind}, task {version.task}) at {version.path}")
 
 
+@app.command()
+def quantize(
+    ref: str = typer.Argument(..., help="The version to quantise (NAME, NAME:VERSION, NAME@ALIAS)."),
+    method: str = typer.Option(..., "--method", help="int8 (weight-only), int4 (CPU, groups of 32) or fp8 (GPU)."),
+    name: str | None = typer.Option(None, "--name", help="Registry name of the result (default: NAME-METHOD)."),
+    data: str | None = typer.Option(
+        None, "--data", help="Measure source and result: held-out text (causal LM) or a classification dataset."
+    ),
+    split: str = typer.Option("test", "--split", help="With a dataset: the split to measure on."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Quantise a model's weights with torchao into a new version; lineage records source, method and measurements."""
+    from leptonkit.train.quantize import quantize as run_quantize
+
+    version = run_quantize(ref, method=method, name=name, data=data, split=split)
+    if json_out:
+        print_json(version.to_dict(detail=True))
+        return
+    measured = version.lineage["measured"]
+    console.print(f"registered [bold]{version.ref}[/] ({method} of {version.lineage['quantized_from']})")
+    console.print(f"weights: {human_size(measured['source_size_bytes'])} -> {human_size(measured['size_bytes'])}")
+    if "metric" in measured:
+        console.print(
+            f"{measured['metric']} on {measured['data']}: {measured['source']:.4f} -> {measured['quantized']:.4f}"
+            f" ({measured['change']:+.4f})"
+        )
+
+
 @app.command("list")
 def list_(
     name: str | None = typer.Argument(None, help="Only versions of this name."),

@@ -16,6 +16,7 @@ from typing import Any
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.artifacts import ADAPTER_CONFIG, folder_kind, infer_task
+from leptonkit.registry.quantized import load_pickled, quantization_info
 from leptonkit.registry.store import ModelVersion, Registry
 
 LABELS_FILE = "labels.json"
@@ -31,7 +32,7 @@ class LoadedModel:
     version: ModelVersion | None
 
 
-def _auto_class(task: str | None) -> Any:
+def auto_class(task: str | None) -> Any:
     import transformers
 
     return {
@@ -81,12 +82,16 @@ def load_model(
         if not base_ref:
             raise InvalidInputError(f"adapter {ref_or_path} does not name its base model")
         base_path = registry.resolve(base_ref)
-        base = _auto_class(task).from_pretrained(base_path, **extra)
+        base = auto_class(task).from_pretrained(base_path, **extra)
         model = PeftModel.from_pretrained(base, path)
         prepare_loaded(model)
         tokenizer_path = path if (path / "tokenizer_config.json").is_file() else base_path
     else:
-        model = _auto_class(task).from_pretrained(path, **extra)
+        info = quantization_info(path)
+        if info is not None and info["format"] == "torch.save":  # torchao's CPU int4 (see registry.quantized)
+            model = load_pickled(path, auto_class(task), extra)
+        else:
+            model = auto_class(task).from_pretrained(path, **extra)
         tokenizer_path = path
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)

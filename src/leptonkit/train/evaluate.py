@@ -88,25 +88,31 @@ def evaluate(
 
     The metrics are also merged into the version's stored metrics under the split name.
     """
-    import tempfile
-
     from leptonkit.registry.loading import load_model
     from leptonkit.registry.store import Registry
-    from leptonkit.train import datasets
 
     registry = registry or Registry()
     loaded = load_model(ref, registry=registry)
     task = eval_task(task or loaded.task)
-    if task == "lm" and Path(data).expanduser().is_file():  # a raw text file is evaluated whole, as written
-        from leptonkit.train.corpus import load_documents
-
-        records = [{"text": doc} for doc in load_documents([data])]
-    else:
-        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            folder = datasets.resolve(data, DATA_TASK.get(task, task), Path(tmp))
-            dataset = datasets.load(folder, DATA_TASK.get(task, task), need=(split,))
-        records = dataset.splits[split]
+    records = load_records(data, task, split, work_dir=work_dir)
     metrics = evaluate_records(loaded, records, task)
     if loaded.version is not None:
         registry.log_metrics(loaded.version.ref, {split: metrics})
     return {"task": task, "split": split, "n": len(records), "metrics": metrics}
+
+
+def load_records(data: str | os.PathLike[str], task: str, split: str, *, work_dir: Path | None = None) -> list[dict]:
+    """The records of one split of ``data`` for evaluation task ``task``; for ``lm`` a raw text file is read whole,
+    as written."""
+    import tempfile
+
+    from leptonkit.train import datasets
+
+    if task == "lm" and Path(data).expanduser().is_file():
+        from leptonkit.train.corpus import load_documents
+
+        return [{"text": doc} for doc in load_documents([data])]
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        folder = datasets.resolve(data, DATA_TASK.get(task, task), Path(tmp))
+        dataset = datasets.load(folder, DATA_TASK.get(task, task), need=(split,))
+    return dataset.splits[split]

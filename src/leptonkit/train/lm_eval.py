@@ -15,6 +15,8 @@ import torch
 
 from leptonkit.errors import InvalidInputError
 
+MAX_WINDOW = 2048  # tokens per window by default: a model's full context (SmolLM2: 8,192) costs quadratic memory
+
 
 @torch.no_grad()
 def evaluate_lm(
@@ -22,8 +24,8 @@ def evaluate_lm(
 ) -> dict[str, Any]:
     """``{"n": predicted tokens, "characters", "metrics": {"loss", "perplexity", "bits_per_char", ...}}``.
 
-    The token stream is cut into windows of ``block_size + 1`` tokens that overlap by one, so every token after the
-    leading EOS is predicted exactly once.
+    The token stream is cut into windows of ``block_size + 1`` tokens (the model's context, at most
+    :data:`MAX_WINDOW`) that overlap by one, so every token after the leading EOS is predicted exactly once.
     """
     documents = [doc for doc in documents if doc.strip()]
     if not documents:
@@ -33,7 +35,7 @@ def evaluate_lm(
     for ids in tokenizer(list(documents), add_special_tokens=False)["input_ids"]:
         stream.extend(ids)
         stream.append(eos)
-    block_size = block_size or getattr(model.config, "max_position_embeddings", 512)
+    block_size = block_size or min(getattr(model.config, "max_position_embeddings", 512), MAX_WINDOW)
     windows = [stream[start : start + block_size + 1] for start in range(0, len(stream) - 1, block_size)]
     was_training = model.training
     model.eval()

@@ -51,10 +51,21 @@ def pack_linears(model: torch.nn.Module) -> int:
         return 0
     count = 0
     for module in model.modules():
-        if type(module) is torch.nn.Linear and module.weight.dtype == torch.bfloat16 and module.weight.is_cpu:
+        if (
+            type(module) is torch.nn.Linear
+            and plain_weight(module)
+            and module.weight.dtype == torch.bfloat16
+            and module.weight.is_cpu
+        ):
             module.__class__ = PackedLinear
             count += 1
     return count
+
+
+def plain_weight(module: torch.nn.Module) -> bool:
+    """Whether the layer's weight is a plain tensor: a quantised one (a torchao tensor subclass, ``leptonkit models
+    quantize``) runs its own kernel and can be neither packed here nor concatenated by the fused decoder."""
+    return type(module.weight.data) is torch.Tensor
 
 
 def bucket(rows: int) -> int:

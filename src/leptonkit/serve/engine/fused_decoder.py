@@ -6,7 +6,7 @@ mask building, one call per projection), and fuses two groups of projections tha
 ``q/k/v_proj`` become one linear layer and ``gate/up_proj`` another, so each matmul is wider. Measured on a 17M
 Llama on this 2-CPU machine, in-process: a one-sequence decode step went from 5.6-6.5 ms to 3.9 ms, a 32-sequence
 step from 11.4 to 10.3 ms. It is what vLLM's own model classes do, kept to the one family leptonkit pretrains and
-most small open models use; other models keep the generic forward.
+most small open models use; other models, and quantised ones, keep the generic forward.
 
 The fused weights are the only copy: the original projections keep views of them. The KV cache and attention are
 the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters on the fused projections are
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from transformers.models.llama.modeling_llama import rotate_half
 
-from leptonkit.serve.engine.cpu_linear import pack_linears
+from leptonkit.serve.engine.cpu_linear import pack_linears, plain_weight
 from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, decode_attention, one_token_attention
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
 
@@ -43,7 +43,7 @@ def _plain_layer(layer: Any) -> bool:
     projections = [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj")]
     gates = [getattr(mlp, n, None) for n in ("gate_proj", "up_proj")]
     return (
-        all(isinstance(p, torch.nn.Linear) for p in [*projections, *gates])
+        all(isinstance(p, torch.nn.Linear) and plain_weight(p) for p in [*projections, *gates])
         and len({p.bias is None for p in projections}) == 1
         and len({p.bias is None for p in gates}) == 1
         and hasattr(attn, "o_proj")

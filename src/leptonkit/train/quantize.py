@@ -1,0 +1,177 @@
+"""``leptonkit models quantize``: post-training weight quantisation of a registered model through ``torchao``, kept
+as a new version whose lineage names the source, the method, and what was measured.
+
+Methods (the linear layers' weights; embeddings, the LM head tied to them, norms and activations stay as they are):
+
+- ``int8``: ``Int8WeightOnlyConfig``, int8 with one scale per output channel. Stored as safetensors with torchao's
+  metadata, so plain ``transformers`` loads it.
+- ``int4``: torchao's CPU int4 (``PrototypeInt4WeightOnlyConfig``, ATen's ``_weight_int4pack_mm_for_cpu``): groups
+  of 32 weights with a float scale and zero each, the layout of a GGUF's ``Q4_1``, so SmolLM2's Q4_1 weights
+  (dequantised on import) come back exactly. It is the one 4-bit path of torchao 0.18 with a packed kernel on an
+  AVX2 CPU: ``Int4WeightOnlyConfig`` needs the GPU library mslk (its ``opaque`` format moved to this prototype),
+  and ``IntxWeightOnlyConfig(int4)`` / ``Int8DynamicActivationIntxWeightConfig(int4)`` store int8 and dequantise
+  on every call (measured 28x and 73x slower decoding than float32, +0.19 bits per character on SmolLM2 with
+  symmetric groups). Stored with ``torch.save`` (:mod:`leptonkit.registry.quantized`).
+- ``fp8``: float8 activations and weights (``Float8DynamicActivationFloat8WeightConfig``), for GPUs of compute
+  capability 8.9+; elsewhere it is refused before anything is loaded.
+
+Each method is first tried on a small linear layer: a method this machine cannot run is one error, and nothing is
+registered. With ``data`` the source and the quantised model are evaluated on it (bits per character of held-out
+text for a causal LM, accuracy and macro-F1 for a classifier) and both results go into the version.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from leptonkit.errors import InvalidInputError
+from leptonkit.registry.artifacts import folder_kind
+from leptonkit.registry.loading import LoadedModel, auto_class, load_model
+from leptonkit.registry.quantized import QUANTIZATION_FILE, save_pickled, write_info
+from leptonkit.registry.store import ModelVersion, Registry
+from leptonkit.train.evaluate import PRIMARY_METRIC, eval_task, evaluate_records, load_records
+
+
+def _int8() -> Any:
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    return Int8WeightOnlyConfig()
+
+
+def _int4() -> Any:
+    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
+
+    return PrototypeInt4WeightOnlyConfig(group_size=32)
+
+
+def _fp8() -> Any:
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig
+
+    return Float8DynamicActivationFloat8WeightConfig()
+
+
+# method -> (torchao configuration, storage format)
+METHODS: dict[str, tuple[Callable[[], Any], str]] = {
+    "int8": (_int8, "safetensors"),
+    "int4": (_int4, "torch.save"),
+    "fp8": (_fp8, "safetensors"),
+}
+# the metric each task's quality is compared on, and whether lower is better
+QUALITY_METRIC = {"lm": ("bits_per_char", True), "classification": ("accuracy", False)}
+
+
+def method_config(method: str) -> Any:
+    """The torchao configuration of ``method``, after checking on a small layer that this machine runs it."""
+    if method not in METHODS:
+        raise InvalidInputError(
+            f"unknown quantisation method {method!r}", hint=f"use one of: {', '.join(METHODS)}", param="method"
+        )
+    import torch
+    from torchao.quantization import quantize_
+
+    try:
+        config = METHODS[method][0]()
+        layer = torch.nn.Sequential(torch.nn.Linear(64, 64))
+        quantize_(layer, config)
+        layer(torch.randn(2, 64))
+    except Exception as err:  # torchao refuses with ImportError, AssertionError, RuntimeError... per kernel
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InvalidInputError(
+            f"quantisation method {method} cannot run on this machine ({reason})",
+            hint=f"use one of the methods this CPU runs: {', '.join(m for m in METHODS if m != method and m != 'fp8')}",
+            param="method",
+        ) from None
+    return config
+
+
+def quantize(
+    ref: str,
+    *,
+    method: str,
+    name: str | None = None,
+    data: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    registry: Registry | None = None,
+) -> ModelVersion:
+    """Quantise the model ``ref`` with ``method``, measure it on ``data`` (optional) and register it as ``name``
+    (default: the source's name and the method, ``smol-int4``)."""
+    import torch
+    from torchao import __version__ as torchao_version
+    from transformers import AutoTokenizer, TorchAoConfig
+
+    config = method_config(method)  # first: a method this machine cannot run loads nothing
+    registry = registry or Registry()
+    source = registry.get(ref)
+    path = Path(source.path)
+    if folder_kind(path) != "model":
+        raise InvalidInputError(f"{source.ref} is an adapter", hint="quantise its base, or merge it first")
+    if (path / QUANTIZATION_FILE).is_file() or "quantization_config" in (path / "config.json").read_text():
+        raise InvalidInputError(f"{source.ref} is already quantised", hint="quantise the unquantised version")
+    task = eval_task(source.task) if data is not None else None
+    if task is not None and task not in QUALITY_METRIC:
+        raise InvalidInputError(f"measuring a quantised {source.task} model is not supported", param="data")
+    records = load_records(data, task, split) if data is not None else None
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = auto_class(source.task).from_pretrained(
+        path, dtype=torch.float32, quantization_config=TorchAoConfig(config)
+    )
+    model.eval()
+    measured: dict[str, Any] = {"quantized_linears": sum(map(_is_quantized, model.modules()))}
+    metrics: dict[str, Any] = {}
+    if records is not None:
+        after = evaluate_records(_loaded(model, tokenizer, source), records, task)
+        before = evaluate_records(load_model(source.ref, registry=registry, dtype=torch.float32), records, task)
+        metric, _ = QUALITY_METRIC[task]
+        metrics = {split: after, "source": {split: before}}
+        measured |= {
+            "data": str(data),
+            "split": split,
+            "metric": metric,
+            "source": before[metric],
+            "quantized": after[metric],
+            "change": after[metric] - before[metric],
+            "primary": PRIMARY_METRIC[task],
+        }
+    info = {"library": "torchao", "torchao": torchao_version, "method": method, "config": type(config).__name__}
+    info["format"] = METHODS[method][1]
+    with tempfile.TemporaryDirectory(prefix="leptonkit-quantize-") as tmp:
+        folder = Path(tmp) / "model"
+        folder.mkdir()
+        if METHODS[method][1] == "torch.save":
+            save_pickled(model, folder, info)
+        else:
+            model.save_pretrained(folder)
+            write_info(folder, info)
+        tokenizer.save_pretrained(folder)
+        measured["size_bytes"] = _weights_size(folder)
+        measured["source_size_bytes"] = _weights_size(path)
+        return registry.register(
+            folder,
+            name=name or f"{source.name}-{method}",
+            task=source.task,
+            metrics=metrics,
+            lineage={"quantized_from": source.ref, "method": method, "quantization": info, "measured": measured},
+        )
+
+
+def _is_quantized(module: Any) -> bool:
+    import torch
+
+    weight = getattr(module, "weight", None)
+    return isinstance(module, torch.nn.Linear) and weight is not None and type(weight.data) is not torch.Tensor
+
+
+def _loaded(model: Any, tokenizer: Any, source: ModelVersion) -> LoadedModel:
+    from leptonkit.registry.loading import read_labels
+
+    path = Path(source.path)
+    return LoadedModel(model, tokenizer, source.task, read_labels(path), path, None)
+
+
+def _weights_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.suffix in (".safetensors", ".pt", ".bin"))
