@@ -230,3 +230,28 @@ def test_bad_schemas_tools_and_tool_messages_are_400s_naming_the_field(smol_serv
             assert response.json()["error"]["param"].startswith(param), response.json()
         assert http.get("/v1/responses/resp_1").status_code == 404  # responses are not stored
         assert "/v1/responses" in http.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Let me look.\n<tool_call>\n{"name": "f", "arguments": {"a": "}", "b": {"c": [1]}}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>',
+        "No call here, only <tool text.",
+        '<tool_call>\n{"name": "f", "arguments": {"a": 1',  # cut off by max_tokens
+    ],
+)
+def test_tool_calls_streamed_a_character_at_a_time_equal_the_whole_text_parsed(text):
+    from leptonkit.serve.tool_calls import ToolCallParser, parse
+
+    content, calls = parse(text)
+    parser = ToolCallParser()
+    deltas = [d for i in range(len(text)) for d in parser.feed(text[i], final=i == len(text) - 1)]
+    assert "".join(d.get("content", "") for d in deltas) == (content or "")
+    arguments: dict[int, str] = {}
+    for call in (c for d in deltas for c in d.get("tool_calls", [])):
+        arguments[call["index"]] = arguments.get(call["index"], "") + call["function"]["arguments"]
+    assert [arguments[i] for i in sorted(arguments)] == [c["function"]["arguments"] for c in calls]
+    if text.startswith("Let"):
+        assert content == "Let me look." and [c["function"]["name"] for c in calls] == ["f", "g"]
+        assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"a": "}", "b": {"c": [1]}}, {}]
