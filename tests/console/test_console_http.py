@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import LEPTONKIT, tiny_bert_config
+from tests.conftest import LEPTONKIT, REPO, tiny_bert_config
 from tests.security.server import free_port
 from tests.serve.conftest import ServerThread
 
@@ -39,6 +39,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
 
     from leptonkit.console.app import create_console, standalone
     from leptonkit.console.web import ConsoleSettings
+    from leptonkit.data import prepare
     from leptonkit.registry import Registry
     from leptonkit.security.keys import KeyStore
 
@@ -63,7 +64,13 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     )
     keys = KeyStore(home)
     admin, inference = keys.create("root", "admin")[1], keys.create("reader", "inference")[1]
-    root = standalone(ConsoleSettings(home=home))  # as `leptonkit console` serves it: the console at /console
+    prepare(
+        [str(REPO / "examples" / "data" / "support_tickets.jsonl")],
+        task="classification",
+        out=str(home.parent / "datasets" / "tickets"),
+    )  # PII masked: counted per type in the manifest
+    settings = ConsoleSettings(home=home, data_dirs=[home.parent / "datasets"])
+    root = standalone(settings)  # as `leptonkit console --data DIR` serves it: the console at /console
     root.mount("/short", create_console(ConsoleSettings(home=home, session_idle=0.3)))
     with ServerThread(app=root) as running:
         yield Setup(home, running.url, admin, inference)
@@ -200,6 +207,22 @@ def test_the_lineage_graph_links_run_version_adapter_and_quantised_version(setup
     edges = set(re.findall(r'data-from="([^"]+)" data-to="([^"]+)"', graph))
     assert edges == {(nodes["run"], "v:tiny:1"), ("v:tiny:1", "v:tiny-lora:1"), ("v:tiny:1", "v:tiny-q8:1")}
     assert 'href="/console/runs/cut-1"' in graph
+
+
+def test_the_data_page_shows_a_prepared_datasets_manifest(setup: Setup) -> None:
+    manifest = json.loads((setup.home.parent / "datasets" / "tickets" / "manifest.json").read_text())
+    page = login(setup, setup.inference_key).get("/data").text
+    section = page.split('class="dataset"')[1]
+    assert (
+        f'class="rows-in">{manifest["rows"]["in"]}<' in section
+        and f'class="rows-out">{manifest["rows"]["out"]}<' in section
+    )
+    shown = dict(
+        re.findall(r'data-type="([A-Z_]+)"><td>[A-Z_]+</td><td class="count">(\d+)</td><td>mask</td>', section)
+    )
+    assert shown == {kind: str(n) for kind, n in manifest["pii"]["counts"].items()} and shown["EMAIL"] != "0"
+    for split, info in manifest["splits"].items():
+        assert f"<td>{split}</td><td>{info['rows']}</td>" in section
 
 
 def test_a_run_log_cut_mid_line_is_drawn_up_to_the_cut(setup: Setup) -> None:

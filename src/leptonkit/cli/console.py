@@ -16,6 +16,7 @@ def console(
     alerts: Path | None = typer.Option(
         None, "--alerts", help="Prometheus alert rules to judge (default: deploy/prometheus/alerts.yml)."
     ),
+    data: list[Path] = typer.Option([], "--data", help="A prepared dataset, or a folder of them, to list; repeatable."),
     audit_log: Path | None = typer.Option(None, "--audit-log", help="Default: LEPTONKIT_HOME/audit.log."),
     session_minutes: float = typer.Option(30.0, "--session-minutes", min=1, help="Idle minutes before a log-out."),
     ssl_certfile: str | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)."),
@@ -34,6 +35,7 @@ def console(
         server_url=server,
         audit_log=audit_log,
         alerts=alerts,
+        data_dirs=data,
         session_idle=session_minutes * 60,
         secure_cookie=ssl_certfile is not None,
     )

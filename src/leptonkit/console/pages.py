@@ -212,9 +212,14 @@ def run_page(request: Request, run_id: str):
 
 
 # ---------------------------------------------------------------------------------------------- data
-def _manifests(versions: list[Any]) -> list[dict[str, Any]]:
-    """The prepared datasets the registry's lineage names, each with its manifest or why it cannot be read."""
+def _manifests(versions: list[Any], folders: list[Path]) -> list[dict[str, Any]]:
+    """The prepared datasets the registry's lineage names, and those in ``folders`` (a dataset, or a folder of
+    them: ``leptonkit console --data DIR``), each with its manifest or why it cannot be read."""
     found: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        for candidate in [folder, *(sorted(folder.iterdir()) if folder.is_dir() else [])]:
+            if (candidate / MANIFEST).is_file():
+                found.setdefault(str(candidate), {"path": str(candidate), "versions": [], "pinned": set()})
     for version in versions:
         data = version.lineage.get("data")
         if not (isinstance(data, dict) and isinstance(data.get("path"), str)):
@@ -231,14 +236,16 @@ def _manifests(versions: list[Any]) -> list[dict[str, Any]]:
         except (ValueError, OSError) as err:
             entry["problem"] = f"{MANIFEST} cannot be read: {err}"
         else:
-            entry["changed"] = entry["manifest"].get("content_hash") not in entry["pinned"]
+            entry["changed"] = bool(entry["versions"]) and entry["manifest"].get("content_hash") not in entry["pinned"]
     return sorted(found.values(), key=lambda e: e["path"])
 
 
 @router.get("/data")
 def data_page(request: Request):
     session = session_of(request)
-    return render(request, "data.html", session=session, datasets=_manifests(console_of(request).registry.list()))
+    console = console_of(request)
+    datasets = _manifests(console.registry.list(), console.settings.data_dirs)
+    return render(request, "data.html", session=session, datasets=datasets)
 
 
 # ---------------------------------------------------------------------------------------------- playground, operations

@@ -4,7 +4,7 @@ server it talks to, and rendering a template."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +31,7 @@ class ConsoleSettings:
     same_server: bool = False  # mounted by ``serve --console``: the server is the one that received the request
     audit_log: Path | None = None
     alerts: Path | None = None
+    data_dirs: list[Path] = field(default_factory=list)  # prepared datasets to list beside those lineage names
     session_idle: float = 1800.0
     session_max_age: float = 8 * 3600.0
     secure_cookie: bool = False  # served over HTTPS: the cookie gets ``Secure``
