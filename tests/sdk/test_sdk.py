@@ -3,53 +3,44 @@ locally as a real ``leptonkit serve`` subprocess, predict through the client, st
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import pytest
 
 import leptonkit as lk
 from leptonkit.errors import InvalidInputError
-from tests.conftest import sample
+from tests.conftest import REPO
 
-LABELS = {"0": "complaint", "1": "praise"}
-
-
-@pytest.fixture
-def tickets(tmp_path: Path) -> Path:
-    """A raw ``tickets.jsonl`` (text, label) from the first 120 rows of the SST-2 sample."""
-    with sample("sst2", "train.tsv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))[:120]
-    path = tmp_path / "tickets.jsonl"
-    path.write_text("".join(json.dumps({"text": r["sentence"], "label": LABELS[r["label"]]}) + "\n" for r in rows))
-    return path
+TICKETS = REPO / "examples" / "data" / "support_tickets.jsonl"  # the seeds' tickets.jsonl: text, label; with PII
 
 
-def test_finetune_from_a_raw_file_then_deploy_locally_and_predict_through_the_client(home, tickets, tiny_bert_dir):
+def test_finetune_from_a_raw_file_then_deploy_locally_and_predict_through_the_client(home, tiny_bert_dir):
+    labels = {json.loads(line)["label"] for line in TICKETS.read_text().splitlines()}
     model = lk.FineTuneModel(str(tiny_bert_dir), method="lora", resources="cpu.1x").train(
-        tickets, name="tickets", max_steps=4, batch_size=16
+        TICKETS, name="tickets", max_steps=4, batch_size=16
     )
     assert (model.ref, model.task) == ("tickets:1", "classification")  # the task came from the labels
     manifest = model.lineage["data"]["manifest"]
-    assert manifest["task"] == "classification" and manifest["sources"][0]["path"].endswith("tickets.jsonl")
+    assert manifest["task"] == "classification" and manifest["sources"][0]["path"] == str(TICKETS)
+    assert manifest["pii"]["types"]  # prepared with data prepare's defaults: personal data masked
     assert lk.load("tickets") is model and model.alias("prod") is model and lk.load("tickets@prod") is model
-    local = model.predict(["a gorgeous, witty film", "dull and lifeless"])
-    assert {r["label"] for r in local} <= set(LABELS.values())
+    texts = ["I was charged twice this month", "the app crashes when I upload a photo"]
+    local = model.predict(texts)
+    assert {r["label"] for r in local} <= labels
 
     with lk.DeployModel("tickets@prod", resources="cpu.1x").deploy(backend="local") as deployment:
         assert deployment.status()["running"] is True
-        served = deployment.client().classify(["a gorgeous, witty film", "dull and lifeless"], model="tickets")
+        served = deployment.client().classify(texts, model="tickets")
         process = deployment.process
     assert [r["label"] for r in served] == [r["label"] for r in local]
     assert [r["score"] for r in served] == pytest.approx([r["score"] for r in local], abs=1e-4)
     assert process.poll() is not None  # stopped with the block
 
 
-def test_an_impossible_or_unknown_resource_shape_fails_before_any_work(home, tickets):
+def test_an_impossible_or_unknown_resource_shape_fails_before_any_work(home):
     job = lk.FineTuneModel("builtin:minilm", resources="gpu.1x")
     with pytest.raises(InvalidInputError, match="needs 1 GPU"):
-        job.train(tickets, name="never")
+        job.train(TICKETS, name="never")
     assert lk.Registry(home).list() == []  # nothing ran, nothing registered
     with pytest.raises(InvalidInputError, match=r"unknown resource shape 'cpu\.64x'"):
         lk.DeployModel("x", resources="cpu.64x")
