@@ -110,10 +110,9 @@ def brief(smollm2, tmp_path_factory: pytest.TempPathFactory):
     import leptonkit
 
     home, _ = smollm2
-    return leptonkit.finetune(
+    return leptonkit.sft(
         base="smol:1",
         data=sample("instructions", "instructions.json"),
-        task="sft",
         method="lora",
         name="smol-brief",
         lora={"r": 4, "alpha": 8, "dropout": 0.0},

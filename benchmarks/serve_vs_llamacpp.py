@@ -1,0 +1,247 @@
+"""SmolLM2-135M-Instruct served by leptonkit (float32, int8, int4) and by llama.cpp's ``llama-server`` on the same
+GGUF file (Q4_1), measured in one run, the servers taking turns (issue 18's anchor).
+
+Workload: 32 prompts of about 100 tokens (the shared Alpaca sample's instructions in SmolLM2's chat template, packed
+to 100 token ids, so both servers read the same tokens), 128 output tokens each (``ignore_eos``), greedy, streamed,
+all sent at once; and a single stream of the same. Both through ``leptonkit bench serve``'s client. llama.cpp runs
+with 2 threads and 32 slots (``--parallel 32``, a 16,384-token context); leptonkit with its defaults on this CPU.
+
+Per method: size of the weights on disk, the server process's peak RSS (``VmHWM`` at the end), single-stream TPOT
+and TTFT, output throughput at 32, and bits per character of held-out text (the last 2,000 characters of Tiny
+Shakespeare; llama.cpp's Q4_1 weights are the ones the float32 import dequantised, so its row repeats float32's).
+Encoders: MiniLM fine-tuned on the SST-2 sample, quantised to int8, dev accuracy against float32.
+
+Estimator, fixed before the run: ``ROUNDS`` rounds, each server runs the batch and the single stream once per round
+in turn; the median round per server and workload is reported; ratios are medians over medians.
+
+    lkbench .venv/bin/python benchmarks/serve_vs_llamacpp.py --llama-server PATH [--methods fp32,int4]
+
+Appends a run to ``benchmarks/results/serve_vs_llamacpp.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from results_io import REPO, machine, write_result
+from serve_common import free_port, wait_ready
+from serve_throughput import bench
+
+ALPACA = REPO / "tests" / "samples" / "instructions" / "instructions.json"
+SHAKESPEARE = REPO / "tests" / "samples" / "tinyshakespeare" / "input.txt"
+SST2 = REPO / "tests" / "samples" / "sst2"
+ROUNDS = 2
+PROMPT_TOKENS, OUTPUT_TOKENS, CONCURRENT = 100, 128, 32
+SETTLE_S = 2.0
+QUANTIZED = ("int8", "int4")
+
+
+def make_prompts(tokenizer, path: Path) -> int:
+    """Write ``CONCURRENT`` token-id prompts of ``PROMPT_TOKENS`` tokens to ``path``; returns how many."""
+    records = json.loads(ALPACA.read_text())
+    prompts = []
+    for i in range(CONCURRENT):
+        asks, start = [], i
+        while True:
+            record = records[start % len(records)]
+            asks.append(f"{record['instruction']} {record.get('input') or ''}".strip())
+            messages = [{"role": "user", "content": "\n".join(asks)}]
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+            if len(ids["input_ids"]) >= PROMPT_TOKENS:
+                break
+            start += 1
+        prompts.append(ids["input_ids"][-PROMPT_TOKENS:])
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return len(prompts)
+
+
+@contextlib.contextmanager
+def server(command: list[str], env: dict[str, str], ready: str) -> Iterator[tuple[str, float, int]]:
+    """Run ``command`` (which gets ``--port``) until the context ends; yields (url, seconds to ready, pid)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        yield url, wait_ready(url, proc, ready), proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bits_per_char(home: Path, ref: str, text: Path) -> float:
+    """``leptonkit eval REF --data TEXT --json``, in its own process (a fresh RSS for the servers that follow)."""
+    env = os.environ | {"LEPTONKIT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "leptonkit.cli.main", "eval", ref, "--data", str(text), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout)["metrics"]["bits_per_char"]
+
+
+def minilm_int8(registry) -> dict:
+    """MiniLM fine-tuned on the SST-2 sample (1,000 rows, 2 epochs), then int8: dev accuracy of both and sizes."""
+    import leptonkit
+    from leptonkit.train.quantize import quantize
+
+    start = time.perf_counter()
+    tuned = leptonkit.finetune(base="builtin:minilm", data=SST2, task="classification", method="full", name="sst2",
+                               epochs=2, batch_size=32, registry=registry)  # fmt: skip
+    train_s = time.perf_counter() - start
+    version = quantize(tuned.ref, method="int8", data=SST2, split="valid", registry=registry)
+    measured = version.lineage["measured"]
+    return {
+        "train_seconds": train_s,
+        "dev_rows": len(SST2.joinpath("dev.tsv").read_text().splitlines()) - 1,
+        "accuracy_fp32": measured["source"],
+        "accuracy_int8": measured["quantized"],
+        "accuracy_change": measured["change"],
+        "size_on_disk_mb_fp32": measured["source_size_bytes"] / 1e6,
+        "size_on_disk_mb_int8": measured["size_bytes"] / 1e6,
+    }
+
+
+def median_of(runs: list[dict], key) -> dict:
+    ordered = sorted(runs, key=key)
+    return ordered[len(ordered) // 2] | {"rounds": [key(r) for r in ordered]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llama-server", required=True, help="The llama-server binary (built outside the repo).")
+    parser.add_argument("--methods", default="fp32,int4", help="leptonkit's versions served: fp32, int8, int4.")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    args = parser.parse_args()
+    from transformers import AutoTokenizer
+
+    from leptonkit.registry import Registry
+    from leptonkit.registry.gguf import gguf_path
+    from leptonkit.train.quantize import quantize
+
+    info = machine()
+    methods = args.methods.split(",")
+    gguf = gguf_path("builtin:smollm2")
+    with tempfile.TemporaryDirectory() as tmp:
+        home, prompts, held_out = Path(tmp) / "home", Path(tmp) / "prompts.jsonl", Path(tmp) / "held_out.txt"
+        held_out.write_text(SHAKESPEARE.read_text()[-2000:])
+        registry = Registry(home)
+        source = registry.register("builtin:smollm2", name="smol", task="generation")
+        refs = {"fp32": source.ref}
+        for method in QUANTIZED:
+            refs[method] = quantize(source.ref, method=method, name=f"smol-{method}", registry=registry).ref
+        make_prompts(AutoTokenizer.from_pretrained(source.path), prompts)
+        minilm = minilm_int8(registry)
+        table: dict[str, dict] = {}
+        for method in refs:  # every method is sized and measured; the ones in --methods are served too
+            version = registry.get(refs[method])
+            weights = sum(f["size"] for f in version.files if f["path"].endswith((".safetensors", ".pt")))
+            table[f"leptonkit_{method}"] = {
+                "size_on_disk_mb": weights / 1e6,
+                "bits_per_char": bits_per_char(home, refs[method], held_out),
+            }
+        table["llamacpp_q4_1"] = {
+            "size_on_disk_mb": gguf.stat().st_size / 1e6,
+            "bits_per_char": table.get("leptonkit_fp32", {}).get("bits_per_char"),
+        }
+        lk_env = {"LEPTONKIT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+        lk = [sys.executable, "-m", "leptonkit.cli.main", "serve"]
+        commands = {
+            f"leptonkit_{m}": ([*lk, refs[m], "--dtype", "float32", "--max-num-seqs", "32"], lk_env, "/ready")
+            for m in methods
+        }
+        commands["llamacpp_q4_1"] = (
+            [args.llama_server, "-m", str(gguf), "-t", "2", "--parallel", "32", "-c", "16384", "--alias", "smol"],
+            {},
+            "/health",
+        )
+        runs: dict[str, dict[str, list[dict]]] = {name: {"batch": [], "single": []} for name in commands}
+        with contextlib.ExitStack() as stack:
+            servers = {name: stack.enter_context(server(*spec)) for name, spec in commands.items()}
+            models = {f"leptonkit_{m}": registry.get(refs[m]).name for m in methods} | {"llamacpp_q4_1": "smol"}
+            for name, (url, _, _) in servers.items():  # warm-up: a few short requests
+                bench(url, models[name], num_prompts=4, prompts_file=str(prompts), output_len=8)
+            for _ in range(args.rounds):
+                for name, (url, _, _) in servers.items():
+                    for workload, kwargs in (("batch", {"num_prompts": CONCURRENT}), ("single", {"num_prompts": 1})):
+                        time.sleep(SETTLE_S)
+                        runs[name][workload].append(
+                            bench(url, models[name], prompts_file=str(prompts), output_len=OUTPUT_TOKENS, **kwargs)
+                        )
+            for name, (_, cold, pid) in servers.items():
+                batch = median_of(runs[name]["batch"], lambda r: r["output_throughput"])
+                single = median_of(runs[name]["single"], lambda r: r["tpot_ms"]["mean"])
+                table[name] |= {
+                    "cold_start_s": cold,
+                    "peak_rss_mb": peak_rss_mb(pid),
+                    "throughput_at_32": batch["output_throughput"],
+                    "throughput_rounds": batch["rounds"],
+                    "single_stream_tpot_ms": single["tpot_ms"]["mean"],
+                    "single_stream_ttft_ms": single["ttft_ms"]["mean"],
+                    "tpot_rounds": single["rounds"],
+                    "failed": sum(r["failed"] for r in runs[name]["batch"] + runs[name]["single"]),
+                }
+    anchor = table["llamacpp_q4_1"]
+    ours = {name: row for name, row in table.items() if name.startswith("leptonkit") and "throughput_at_32" in row}
+    fastest = max(ours, key=lambda name: ours[name]["throughput_at_32"])
+    quickest = min(ours, key=lambda name: ours[name]["single_stream_tpot_ms"])
+    fp32_bpc = table.get("leptonkit_fp32", {}).get("bits_per_char")
+    best = {  # each target's ratio for leptonkit at its best on this CPU (the method is recorded)
+        "throughput": {"method": fastest, "tok_s": ours[fastest]["throughput_at_32"],
+                       "llamacpp_tok_s": anchor["throughput_at_32"],
+                       "ratio": ours[fastest]["throughput_at_32"] / anchor["throughput_at_32"]},
+        "tpot": {"method": quickest, "ms": ours[quickest]["single_stream_tpot_ms"],
+                 "llamacpp_ms": anchor["single_stream_tpot_ms"],
+                 "ratio": ours[quickest]["single_stream_tpot_ms"] / anchor["single_stream_tpot_ms"]},
+        "ttft": {"method": quickest, "ms": ours[quickest]["single_stream_ttft_ms"],
+                 "llamacpp_ms": anchor["single_stream_ttft_ms"],
+                 "ratio": ours[quickest]["single_stream_ttft_ms"] / anchor["single_stream_ttft_ms"]},
+    }  # fmt: skip
+    bpc_change = {name: row["bits_per_char"] - fp32_bpc for name, row in ours.items() if fp32_bpc is not None}
+    result = {
+        "workload": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "output_tokens": OUTPUT_TOKENS,
+            "concurrent": CONCURRENT,
+            "rounds": args.rounds,
+            "greedy": True,
+            "ignore_eos": True,
+        },
+        "llamacpp": {"binary": args.llama_server, "threads": 2, "parallel": 32, "context": 16384, "gguf": gguf.name},
+        "table": table,
+        "best": best,
+        "minilm_sst2": minilm,
+        "bits_per_char_change_vs_fp32": bpc_change,
+        "targets": {
+            "throughput_vs_llamacpp": ">= 3",
+            "tpot_vs_llamacpp": "<= 1.0",
+            "ttft_vs_llamacpp": "<= 2",
+            "bpc_int8": "<= +0.05",
+            "bpc_int4": "<= +0.15",
+        },
+    }
+    write_result("serve_vs_llamacpp", result, info)
+    print(json.dumps({"table": table, "best": best, "bits_per_char_change_vs_fp32": bpc_change}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
