@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.serve.conftest import ServerThread, serve_thread, tiny_generator  # noqa: F401 - fixtures used here
+from tests.serve.conftest import ServerThread, serve_thread, tiny_encoders, tiny_generator  # noqa: F401 - fixtures
 from tests.train.conftest import sst2_prepared, sst2_raw, tiny_bert_dir  # noqa: F401 - fixtures used here
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,8 +27,9 @@ class ConsoleHome:
 
 
 @pytest.fixture(scope="module")
-def console_home(tmp_path_factory, tiny_bert_dir, sst2_prepared, tiny_generator) -> ConsoleHome:  # noqa: F811
-    """sentiment:1 and sentiment:2 fine-tuned for a few logged steps (sentiment@prod on 1), tiny:1, two keys."""
+def console_home(tmp_path_factory, tiny_bert_dir, sst2_prepared, tiny_generator, tiny_encoders) -> ConsoleHome:  # noqa: F811
+    """sentiment:1 and sentiment:2 fine-tuned for a few logged steps (sentiment@prod on 1), tiny:1, the tiny NER
+    tagger:1 (random head), two keys."""
     import torch
 
     from leptonkit import finetune
@@ -63,6 +64,7 @@ def console_home(tmp_path_factory, tiny_bert_dir, sst2_prepared, tiny_generator)
         torch.set_num_threads(threads)
     registry.alias("sentiment:1", "prod")
     registry.register(str(tiny_generator), name="tiny", task="generation")
+    registry.register(str(tiny_encoders["tagger"]), name="tagger", task="ner")
     keys = KeyStore(home)
     return ConsoleHome(home, keys.create("ops", "admin")[1], keys.create("viewer", "inference")[1], runs)
 
@@ -75,7 +77,7 @@ def console_server(console_home: ConsoleHome) -> Iterator[ServerThread]:
 
     settings = ConsoleSettings(home=console_home.home, same_server=True, alerts=ALERTS)
     with serve_thread(
-        models=["tiny", "sentiment"],
+        models=["tiny", "sentiment", "tagger"],
         home=str(console_home.home),
         auth="on",
         dtype="float32",

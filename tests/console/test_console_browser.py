@@ -161,6 +161,31 @@ def test_classify_highlights_follow_the_attribution_scores(pages, console_server
     screenshot(page, "playground-classify")
 
 
+def test_ner_shows_each_entity_with_its_word_attributions(pages, console_server, console_home) -> None:
+    page = pages("inference")
+    page.goto(f"{console_server.url}/console/playground")
+    page.wait_for_selector("#task select[name=model] option[value='tagger']", state="attached")
+    text = "Peter Blackburn met officials in Brussels"
+    page.select_option("#task select[name=task]", "ner")
+    page.select_option("#task select[name=model]", "tagger")
+    page.fill("#task textarea[name=text]", text)
+    page.click("#task button")
+    page.wait_for_selector("#explained-a h3", timeout=60_000)
+    entities = httpx.post(
+        f"{console_server.url}/v1/ner",
+        json={"model": "tagger", "input": text, "explain": True},
+        headers=bearer(console_home.inference_key),
+        timeout=60,
+    ).json()["data"][0]["entities"]
+    shown = page.locator("#explained-a .prediction").all_inner_texts()
+    assert [line.split(" (score")[0] for line in shown] == [f"{e['type']} “{e['text']}”" for e in entities]
+    blocks = page.locator("#explained-a p.explained").all()
+    assert [len(b.locator("span.hl").all()) for b in blocks] == [len(e["attributions"]) for e in entities]
+    if not entities:
+        assert "no entities found" in page.locator("#explained-a").inner_text()
+    screenshot(page, "playground-ner")
+
+
 def _alpha(colour: str) -> float:
     """The opacity of a computed CSS colour: ``rgba(r, g, b, a)``, or ``rgb(r, g, b)`` when fully opaque."""
     parts = re.match(r"rgba?\(([^)]*)\)", colour).group(1).split(",")
