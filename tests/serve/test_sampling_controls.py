@@ -167,3 +167,24 @@ def test_tokenize_and_detokenize(smol_server, client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/tokenize", "/detokenize"} <= set(paths)
     assert json.dumps(paths["/tokenize"]).count("TokenizeRequest") >= 1
+
+
+def test_generate_shows_whole_characters_and_half_ones_as_bytes(smollm2):
+    """``leptonkit generate``: its text drops a character cut by max_tokens (no U+FFFD), and ``--explain`` shows a
+    half character as its escaped bytes, through the same ``TokenPieces`` as the server's logprobs."""
+    from transformers import AutoTokenizer
+
+    from leptonkit.train.sampling import whole_characters
+    from leptonkit.train.tokenizer import TokenPieces
+
+    _, folder = smollm2
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer(CHINESE)["input_ids"]
+    pieces = [TokenPieces(tokenizer)(i) for i in ids]
+    assert b"".join(raw for _, raw in pieces) == CHINESE.encode()
+    assert not any("\ufffd" in text for text, _ in pieces) and any(text.startswith("\\x") for text, _ in pieces)
+    assert whole_characters(tokenizer, ids) == CHINESE
+    cut = len(ids) - 2
+    shown = whole_characters(tokenizer, ids[:cut])  # ends inside 都 (two tokens before the end)
+    assert shown == CHINESE[:-2]
+    assert "\ufffd" in tokenizer.decode(ids[:cut]) and "\ufffd" not in shown

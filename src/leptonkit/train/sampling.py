@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.train.tokenizer import IM_END
+from leptonkit.train.tokenizer import IM_END, TokenPieces
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -90,22 +90,36 @@ def generate(
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config)
     model.train(was_training)
     new_ids = out.sequences[0, len(ids) :].tolist()
-    result: dict[str, Any] = {"prompt": prompt, "text": tokenizer.decode(new_ids, skip_special_tokens=True)}
+    result: dict[str, Any] = {"prompt": prompt, "text": whole_characters(tokenizer, new_ids)}
     result["finish_reason"] = "stop" if new_ids and new_ids[-1] in config.eos_token_id else "length"
     if explain:
+        pieces = TokenPieces(tokenizer)  # half a character shows as its bytes, not U+FFFD
         result["tokens"] = [
-            _explain_step(tokenizer, logits[0], token, explain)
-            for logits, token in zip(out.logits, new_ids, strict=True)
+            _explain_step(pieces, logits[0], token, explain) for logits, token in zip(out.logits, new_ids, strict=True)
         ]
     return result
 
 
-def _explain_step(tokenizer: Any, logits: torch.Tensor, token: int, k: int) -> dict[str, Any]:
+def whole_characters(tokenizer: Any, ids: list[int]) -> str:
+    """The text of ``ids`` without special tokens, in whole characters: a character whose last bytes were not
+    generated (the output stopped at its length inside it) is left out, as the server's streams leave it out, rather
+    than shown as U+FFFD. ``tokenizers``' ``DecodeStream`` holds such bytes back; a tokenizer without a
+    ``tokenizers`` backend decodes as it does."""
+    from tokenizers.decoders import DecodeStream
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    stream = DecodeStream(skip_special_tokens=True)
+    return "".join(piece for token in ids if (piece := stream.step(backend, token)))
+
+
+def _explain_step(pieces: TokenPieces, logits: torch.Tensor, token: int, k: int) -> dict[str, Any]:
     probs = logits.float().softmax(-1)
     top = probs.topk(k + 1)
     runners_up = [
-        {"token": tokenizer.decode([i]), "prob": p}
+        {"token": pieces(i)[0], "prob": p}
         for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         if i != token
     ][:k]
-    return {"token": tokenizer.decode([token]), "id": token, "prob": probs[token].item(), "runners_up": runners_up}
+    return {"token": pieces(token)[0], "id": token, "prob": probs[token].item(), "runners_up": runners_up}

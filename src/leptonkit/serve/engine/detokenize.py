@@ -9,16 +9,14 @@ back too, so a streamed response never shows a stop string it later has to take 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
 
 from tokenizers.decoders import DecodeStream
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.serve.engine.base import TokenLogprob
+from leptonkit.train.tokenizer import TokenPieces
 
 
 class Detokenizer:
@@ -61,39 +59,8 @@ class Detokenizer:
         return delta
 
 
-_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-
-
-@cache
-def _byte_alphabet() -> dict[str, int]:
-    """GPT-2's byte-level alphabet (``tokenizers``' ByteLevel), character to byte."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    return {char: byte for byte, char in bytes_to_unicode().items()}
-
-
-class TokenBytes:
-    """A token's raw bytes and a text for it, for ``logprobs``: a byte-level BPE token that is part of a UTF-8
-    character is that part's bytes (not the replacement character's), and its text shows them escaped (``\\xe4``)
-    rather than as U+FFFD; a byte-fallback token (``<0xE4>``) is its byte; any other token is its decoded text."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
-        self.byte_level = decoder is not None and "ByteLevel" in json.loads(decoder.__getstate__()).get("type", "")
-        self.special = set(getattr(tokenizer, "all_special_ids", []) or [])
-
-    def __call__(self, token_id: int) -> tuple[str, bytes]:
-        """(text, bytes) of ``token_id``."""
-        piece = self.tokenizer.convert_ids_to_tokens(token_id)
-        alphabet = _byte_alphabet()
-        if self.byte_level and token_id not in self.special and piece and all(c in alphabet for c in piece):
-            raw = bytes(alphabet[c] for c in piece)
-        elif piece and (match := _BYTE_FALLBACK.fullmatch(piece)):
-            raw = bytes([int(match.group(1), 16)])
-        else:
-            return self.tokenizer.decode([token_id]), self.tokenizer.decode([token_id]).encode()
-        return raw.decode("utf-8", "backslashreplace"), raw
+class TokenBytes(TokenPieces):
+    """:class:`~leptonkit.train.tokenizer.TokenPieces` that also make the engines' logprob entries."""
 
     def logprob(self, token_id: int, logprob: float, top: Iterable[tuple[int, float]] = ()) -> TokenLogprob:
         """``token_id``'s logprob entry, with ``top``'s (token id, logprob) alternatives."""
