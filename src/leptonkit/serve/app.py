@@ -41,7 +41,9 @@ from leptonkit.serve.safety import SafetyPolicy
 from leptonkit.serve.services import ServiceSet, install_services, service_spec
 
 
-def create_app(config: ServeConfig) -> FastAPI:
+def create_app(config: ServeConfig, limiter: RateLimiter | None = None) -> FastAPI:
+    """The server's app; ``limiter`` replaces the per-process rate limiter built from ``config`` (Ray Serve
+    replicas pass one whose buckets live in a shared actor: ``deploy/ray_state.py``)."""
     services = [service_spec(source) for source in config.services]  # checked before the server starts
 
     @asynccontextmanager
@@ -67,21 +69,24 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     for module in (admin, openai, responses, tasks, tokenizer):
         app.include_router(module.router)
-    install_operations(app, config)
+    install_operations(app, config, limiter)
     if services:
         install_services(app, services)
     return app
 
 
-def install_operations(app: FastAPI, config: ServeConfig) -> None:
-    """Add ``/metrics``, the safety policy, the middlewares and the OpenAPI additions to ``app`` (once)."""
+def install_operations(app: FastAPI, config: ServeConfig, limiter: RateLimiter | None = None) -> None:
+    """Add ``/metrics``, the safety policy, the middlewares and the OpenAPI additions to ``app`` (once); the rate
+    limits are ``limiter``'s when given, else a :class:`RateLimiter` of ``config``'s limits (if any)."""
     app.add_api_route(
         "/metrics", _metrics_endpoint, methods=["GET"], tags=["operations"], response_class=PlainTextResponse
     )
     document_errors(app)
     app.state.safety = SafetyPolicy.from_config(config)
     limits = (config.rate_limit_rpm, config.rate_limit_tpm, config.max_streams_per_key)
-    app.state.limiter = RateLimiter(*limits) if any(v is not None for v in limits) else None
+    if limiter is None and any(v is not None for v in limits):
+        limiter = RateLimiter(*limits)
+    app.state.limiter = limiter
     app.add_middleware(AccessMiddleware, settings=config, limiter=app.state.limiter)
     app.add_middleware(AccountingMiddleware, settings=config)  # added last: outermost, sees every refusal
     if config.log_content:
