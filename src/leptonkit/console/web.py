@@ -66,9 +66,13 @@ class Console:
         """The server's base URL: the configured one, this very server under ``serve --console``, else ``None``."""
         if self.settings.server_url:
             return self.settings.server_url.rstrip("/")
-        if self.settings.same_server:
-            return f"{request.url.scheme}://{request.url.netloc}"
-        return None
+        if not self.settings.same_server:
+            return None
+        server = request.scope.get("server")
+        if request.url.scheme == "http" and server:  # the socket itself, not a name a proxy in front may own
+            host, port = server
+            return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        return f"{request.url.scheme}://{request.url.netloc}"  # HTTPS: the name its certificate carries
 
 
 class LoginRequired(Exception):
