@@ -27,6 +27,8 @@ def test_finetune_from_a_raw_file_then_deploy_locally_and_predict_through_the_cl
     texts = ["I was charged twice this month", "the app crashes when I upload a photo"]
     local = model.predict(texts)
     assert {r["label"] for r in local} <= labels
+    with pytest.raises(InvalidInputError, match="tickets:1 is an adapter"):  # models quantize's own check
+        model.quantize("int8")
 
     with lk.DeployModel("tickets@prod", resources="cpu.1x").deploy(backend="local") as deployment:
         assert deployment.status()["running"] is True

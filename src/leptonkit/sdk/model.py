@@ -155,14 +155,10 @@ class Model:
         return evaluate(self.ref, data, split=split, registry=self._registry)
 
     def quantize(self, method: str, **options: Any) -> Model:
-        """A quantized copy registered as a new version (``leptonkit.train.quantize``), as a :class:`Model`."""
-        try:
-            from leptonkit.train.quantize import quantize
-        except ImportError:
-            raise InvalidInputError(
-                "quantization is not available in this leptonkit (no leptonkit.train.quantize)",
-                hint="update leptonkit",
-            ) from None
+        """A quantized copy (``int8``, ``int4``, ``fp8``) registered as a new version, as ``leptonkit models quantize``
+        does (``name``, ``data`` to measure it), as a :class:`Model`."""
+        from leptonkit.train.quantize import quantize
+
         version = quantize(self.ref, method=method, registry=self._registry, **options)
         return Model._of(version, self._registry)
 
