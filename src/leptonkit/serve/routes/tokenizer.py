@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.serve import tool_calls
 from leptonkit.serve.parsing import JsonRoute
 from leptonkit.serve.protocol import DetokenizeRequest, TokenizeRequest
 
@@ -46,12 +47,13 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
             raise InvalidInputError(
                 "add_generation_prompt and continue_final_message cannot both be true", param="add_generation_prompt"
             )
-        messages = [{"role": m.role, "content": m.text()} | ({"name": m.name} if m.name else {}) for m in body.messages]
+        messages, template_args = tool_calls.conversation(tokenizer, body.messages, None)
         text = tokenizer.apply_chat_template(
             messages,
             add_generation_prompt=body.add_generation_prompt and not continued,
             continue_final_message=continued,
             tokenize=False,
+            **template_args,
         )
         ids = tokenizer(text, add_special_tokens=bool(body.add_special_tokens))["input_ids"]
     strs = tokenizer.convert_ids_to_tokens(ids) if body.return_token_strs else None
