@@ -65,6 +65,5 @@ def test_log_content_is_pii_redacted(tmp_path_factory):
     assert "[EMAIL]" in line["prompt"] and "[CREDIT_CARD]" in line["output"] + line["prompt"]
     for value in EMAILS + CARDS:
         assert value not in text
-    # Names need the NER model aliased @pii; without one the server says so at startup instead of pretending.
-    names_logged = any(value in text for value in NAMES)
-    assert not names_logged or "names are not redacted" in text
+    # Names are found with no setup (word lists and cues: "I am ...", "ask ..."), no NER model aliased @pii needed
+    assert not any(value in text for value in NAMES)
