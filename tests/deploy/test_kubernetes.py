@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from leptonkit.deploy import kubernetes
+from leptonkit.errors import InvalidInputError
 from tests.conftest import LEPTONKIT
 from tests.deploy.test_images import DOCKER, healthcheck_command
 from tests.security.server import run_server
@@ -78,6 +79,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(registry_home, 
     assert ("replicas" in deployment["spec"]) == ("hpa" not in options)  # the HPA owns the count when present
     gpus = _container(objects)["resources"]["limits"].get("nvidia.com/gpu")
     assert gpus == ("1" if options.get("gpu") else None)
+    with pytest.raises(InvalidInputError, match="not a Kubernetes name"):  # names the API server would refuse
+        _render(registry_home, tmp_path / "bad", name="Lepton_Kit", **options)
 
 
 def test_ports_and_names_agree_across_the_manifests(registry_home, tmp_path) -> None:

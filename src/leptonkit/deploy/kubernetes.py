@@ -39,6 +39,7 @@ export from shared storage into an ``emptyDir`` at ``/models`` (for example from
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from leptonkit.registry.artifacts import folder_kind
 from leptonkit.serve.config import ServeConfig
 
 PORT = 8000
+NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?")  # DNS-1123, short enough for the "-metrics-key" suffix
 USER_ID = 10001
 HOME = "/var/lib/leptonkit"
 MODELS = "/models"
@@ -155,6 +157,10 @@ def manifests(
     """The Kustomize base as ``{relative path: object}`` (see the module's docstring); nothing is written."""
     if not image or not image.strip():
         raise InvalidInputError("deploy k8s needs --image", hint="the server image, e.g. --image registry/leptonkit:1")
+    if not NAME.fullmatch(name):
+        raise InvalidInputError(
+            f"--name {name!r} is not a Kubernetes name", hint="1-50 lowercase letters, digits and '-', e.g. leptonkit"
+        )
     if replicas < 1 or gpu < 0 or startup_seconds < STARTUP_PERIOD or grace_period < 0:
         raise InvalidInputError("replicas must be >= 1, gpu >= 0, grace period >= 0, startup seconds >= 5")
     models = served_models(refs, registry)
