@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04")
 WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 36
+LEFT, RIGHT, TOP, BOTTOM = 64, 150, 28, 36  # the legend sits in the right margin, off the curves
 MAX_POINTS = 5000  # beyond this a series is thinned (every k-th point) and the chart says so
 
 
@@ -91,8 +91,8 @@ def line_chart(series: list[Series], *, title: str, y_label: str, chart_id: str,
         )
         legend_y = TOP + 4 + 14 * index
         parts.append(
-            f'<rect x="{WIDTH - RIGHT - 180}" y="{legend_y - 8}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{WIDTH - RIGHT - 165}" y="{legend_y + 1}" font-size="11">{escape(label)}</text></g>'
+            f'<rect x="{WIDTH - RIGHT + 12}" y="{legend_y - 8}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{WIDTH - RIGHT + 27}" y="{legend_y + 1}" font-size="11">{escape(label)}</text></g>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
