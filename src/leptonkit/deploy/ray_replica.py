@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leptonkit.deploy.ray_state import NAMESPACE, SharedRateLimiter, state_actor_name
 from leptonkit.serve.app import create_app
+from leptonkit.serve.authentication import auth_required
 from leptonkit.serve.config import ServeConfig
 
 REPLICA_HEADER = b"x-leptonkit-replica"
@@ -71,11 +72,13 @@ class ReplicaLabelled(Collector):
             yield labelled
 
 
-def serve_replica_metrics(replica: str) -> str:
-    """Start this replica's labelled Prometheus endpoint; its URL."""
+def serve_replica_metrics(replica: str, app_host: str) -> str:
+    """Start this replica's labelled Prometheus endpoint (no API key: on loopback when the app is, else on the
+    node's address for Prometheus to reach); its URL."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ReplicaLabelled(replica))
-    host = ray.util.get_node_ip_address()
+    on_loopback = not auth_required(None, app_host)  # the server's own test: loopback binds need no keys
+    host = app_host if on_loopback else ray.util.get_node_ip_address()
     server, _ = start_http_server(0, addr=host, registry=registry)
     return f"http://{host}:{server.server_port}/metrics"
 
@@ -115,5 +118,5 @@ class LeptonkitReplica:
         app = create_app(config, limiter=limiter)
         app.add_middleware(ReplicaHeaderMiddleware, replica=self.replica)
         state = ray.get_actor(state_actor_name(self.app_name), namespace=NAMESPACE)
-        ray.get(state.register_replica.remote(self.replica, serve_replica_metrics(self.replica)))
+        ray.get(state.register_replica.remote(self.replica, serve_replica_metrics(self.replica, config.host)))
         return app

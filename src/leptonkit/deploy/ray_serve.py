@@ -94,7 +94,7 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
-def start_local_cluster(home: Path, num_cpus: float | None = None) -> dict[str, Any]:
+def start_local_cluster(home: Path) -> dict[str, Any]:
     """``ray start --head`` in a new process group on 127.0.0.1, with token authentication (a fresh token in
     ``home/deploy/ray-token``, mode 0600); its record (address, process group, token file), saved under ``home``."""
     port = _free_port()
@@ -117,8 +117,6 @@ def start_local_cluster(home: Path, num_cpus: float | None = None) -> dict[str, 
         f"--ray-client-server-port={_free_port()}",
         f"--dashboard-agent-listen-port={_free_port()}",
     ]
-    if num_cpus is not None:
-        command.append(f"--num-cpus={num_cpus:g}")
     log = folder / "ray-start.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -203,7 +201,7 @@ def stop_local_cluster(home: str | os.PathLike[str] | None = None) -> bool:
 _connected: dict[str, str] = {}  # the address this process's Ray client is connected to
 
 
-def connect(address: str | None, home: Path, *, start: bool = False, num_cpus: float | None = None) -> bool:
+def connect(address: str | None, home: Path, *, start: bool = False) -> bool:
     """``ray.init`` to ``address``, else to the local cluster recorded under ``home`` (started when ``start``).
     ``True`` when this call started the cluster (stopped again if the connection then fails)."""
     import ray
@@ -217,7 +215,7 @@ def connect(address: str | None, home: Path, *, start: bool = False, num_cpus: f
                     "no local Ray cluster started by leptonkit for this LEPTONKIT_HOME",
                     hint="pass --address of your cluster, or deploy one with `leptonkit deploy ray`",
                 )
-            record, started = start_local_cluster(home, num_cpus), True
+            record, started = start_local_cluster(home), True
         address = record["address"]
         _use_token(Path(record["token"]))
     elif address != "auto":
@@ -262,9 +260,7 @@ def parallel_gpus(config: ServeConfig) -> int:
     """GPUs one vLLM replica spans: tensor x pipeline parallel size (1 for any other engine)."""
     if config.engine != "vllm":
         return 1
-    tp = getattr(config, "tensor_parallel_size", 1) or 1
-    pp = getattr(config, "pipeline_parallel_size", 1) or 1
-    return tp * pp
+    return config.tensor_parallel_size * config.pipeline_parallel_size
 
 
 def deployment_options(config: ServeConfig, options: dict[str, Any]) -> dict[str, Any]:
@@ -281,8 +277,7 @@ def deployment_options(config: ServeConfig, options: dict[str, Any]) -> dict[str
     world = parallel_gpus(config)
     if world > 1:
         result["placement_group_bundles"] = [{"CPU": num_cpus, "GPU": 1}] + [{"GPU": 1}] * (world - 1)
-        one_node = (getattr(config, "pipeline_parallel_size", 1) or 1) == 1
-        result["placement_group_strategy"] = "STRICT_PACK" if one_node else "PACK"
+        result["placement_group_strategy"] = "STRICT_PACK" if config.pipeline_parallel_size == 1 else "PACK"
         result["ray_actor_options"] = {"num_cpus": num_cpus, "num_gpus": 0}
     else:
         result["ray_actor_options"] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
