@@ -314,6 +314,10 @@ TARGETS = [
     Target("Encoder soak: RSS growth", ENCODER_SOAK, "serve_encoder_soak", rss_growth, "<", 5, "%"),
     Target("Operations overhead, classify", OPS, "ops_overhead", overhead("classify"), ">=", 0.97, "x"),
     Target("Operations overhead, streamed chat", OPS, "ops_overhead", overhead("stream_chat"), ">=", 0.97, "x"),
+    Target("Custom service vs built-in `/v1/classify`", "batched service around MiniLM vs the route, one server, "
+           "32 clients; median of per-round ratios", "service_overhead",
+           compared(("median_round_ratio",), ("requests_per_s_service",), ("requests_per_s_builtin",), "{:.0f} req/s",
+                    "built-in"), ">=", 0.9, "x"),
     Target("IG comprehensiveness", "probability fall after deleting 20% of words, SST-2 dev", "explain_faithfulness",
            ig_comprehensiveness, ">=", 2, "x random"),
     Target("IG explanation time", "32 steps, one SST-2 dev sentence", "explain_faithfulness", ig_seconds, "<", 1,
