@@ -16,7 +16,11 @@ cache) and attention is a broadcast multiply and sum that inductor compiles into
 float32 accumulation: 230 us a layer instead of 600 us for a float32 cache through two batched matmuls, and no oneDNN
 kernel per shape.
 Batch size and cache capacity are dynamic: one graph for a single sequence (PyTorch specialises size 1) and one for
-the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 30 s for that model).
+the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 30 s for that model). The
+warm-up then runs the graph once at every batch size up to the engine's ``max_num_seqs``: the first step at a new
+size pays a one-time cost (the kernels' per-shape setup), which otherwise fell on the first loaded minute. Measured
+on the 17M model, 5 rounds of 64 requests at 32 concurrent right after start: 899 tok/s in the first round against
+1,020-1,080 in the next four without it; 1,115 against 1,126-1,172 with it (1.4 s more start-up).
 
 Results match the eager step to bf16 rounding, not bit for bit (fused loops add in another order), so greedy
 outputs can differ from ``transformers.generate`` where two tokens' logits nearly tie. Prompts (prefill) and steps
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 ROPE_TYPES = ("default", "linear", "llama3")  # a position's rotation depends on that position alone
 
 
-def compiled_step(fused: FusedDecoder, context: int) -> CompiledStep | None:
+def compiled_step(fused: FusedDecoder, context: int, max_rows: int = 2) -> CompiledStep | None:
     """A warmed-up :class:`CompiledStep` over ``fused``'s model, or None (logged) where it cannot be compiled."""
     inner = fused.model[0].model
     rope_type = getattr(inner.rotary_emb, "rope_type", "default")
@@ -54,7 +58,7 @@ def compiled_step(fused: FusedDecoder, context: int) -> CompiledStep | None:
         return None
     try:
         step = CompiledStep(fused, context)
-        step.warm_up()
+        step.warm_up(max_rows=max_rows)
     except Exception as err:  # no C++ compiler, an unsupported op: eager still works
         log.warning("not compiling the decode step, running it eagerly: %s: %s", type(err).__name__, err)
         return None
@@ -145,8 +149,9 @@ class CompiledStep(torch.nn.Module):
             layer.update(key, value)
         return logits
 
-    def warm_up(self, capacity: int = 32) -> None:
-        """Compile both graphs (one sequence, several) on zero inputs; raises where inductor cannot compile."""
+    def warm_up(self, capacity: int = 32, max_rows: int = 2) -> None:
+        """Compile both graphs (one sequence, several) on zero inputs, then run them at every batch size up to
+        ``max_rows``; raises where inductor cannot compile."""
         import torch._inductor.config
         import torch.fx.experimental._config as shapes
 
@@ -155,7 +160,7 @@ class CompiledStep(torch.nn.Module):
         # no "duck sizing", which would give the capacity the head size's symbol when they are equal (32 here),
         # specialising both graphs to that capacity.
         with torch.inference_mode(), torch._inductor.config.patch(freezing=True), shapes.patch(use_duck_shape=False):
-            for rows in (1, 2):
+            for rows in range(1, max(max_rows, 2) + 1):
                 ids, positions = (torch.zeros(rows, 1, dtype=torch.long, device=device) for _ in range(2))
                 bias = torch.zeros(rows * self.kv_heads, groups, capacity, device=device)
                 shape = (rows, self.kv_heads, capacity, self.head_dim)

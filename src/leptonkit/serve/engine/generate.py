@@ -294,7 +294,7 @@ class NativeEngine:
             log.warning("--compile: %s is not a Llama-family model; its decode step runs eagerly", self.name)
             return None
         started = time.perf_counter()
-        step = compiled_step(self._fused, self.context_length)
+        step = compiled_step(self._fused, self.context_length, self.max_num_seqs)
         if step is not None:
             log.info("compiled the decode step of %s in %.1f s", self.name, time.perf_counter() - started)
         return step
