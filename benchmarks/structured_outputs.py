@@ -4,10 +4,10 @@ schema the first time vs finding it in the cache.
 
 Model: the real SmolLM2-135M-Instruct (``builtin:smollm2``, 49,152-token vocabulary: the mask covers all of it),
 float32, served by ``leptonkit serve --threads 1``. Every request asks for ``OUTPUT_LEN`` tokens with
-``ignore_eos``; the schema (a list of at least 20 nested objects with enums, bounded strings, integers, booleans
-and arrays) cannot complete sooner, so each row, constrained or not, emits exactly ``OUTPUT_LEN`` tokens and the
-two batches do the same work but for the masks. Throughput is output tokens over the batch's wall time (all 32
-requests sent at once, non-streamed).
+``ignore_eos``; the schema (a list of at least 20 orders: nested objects with enums, bounded strings, integers,
+booleans and arrays of objects) cannot complete sooner, so each row, constrained or not, emits exactly
+``OUTPUT_LEN`` tokens and the two batches do the same work but for the masks. Throughput is output tokens over the
+batch's wall time (all 32 requests sent at once, non-streamed).
 
 Compile latency: one request of ``max_tokens`` 1 with a schema the server has not seen (its grammar is compiled
 against the tokenizer, after a first structured request built the tokenizer's info), then the same request again
@@ -38,22 +38,34 @@ BATCH = 32
 OUTPUT_LEN = 64
 REPEATS = 3
 TARGET = 0.85
-PROMPTS = ["Describe a pet.", "List some animals.", "Invent three pets.", "Tell me about dogs."]
-PET = {
+PROMPTS = ["Write an order.", "List some orders.", "Invent three orders.", "Describe a delivery."]
+ORDER = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "maxLength": 10},
-        "size": {"enum": ["small", "medium", "large"]},
-        "colours": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "minItems": 1, "maxItems": 3},
-        "owner": {
-            "type": "object",
-            "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 99}, "verified": {"type": "boolean"}},
-            "required": ["age", "verified"],
+        "id": {"type": "integer", "minimum": 0, "maximum": 9999},
+        "status": {"enum": ["new", "paid", "shipped", "returned"]},
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sku": {"type": "string", "maxLength": 8},
+                    "quantity": {"type": "integer", "minimum": 1},
+                },
+                "required": ["sku", "quantity"],
+            },
+            "minItems": 1,
+            "maxItems": 4,
         },
+        "gift": {"type": "boolean"},
     },
-    "required": ["name", "size", "colours", "owner"],
+    "required": ["id", "status", "lines", "gift"],
 }
-LONG = {"type": "object", "properties": {"pets": {"type": "array", "items": PET, "minItems": 20}}, "required": ["pets"]}
+LONG = {
+    "type": "object",
+    "properties": {"orders": {"type": "array", "items": ORDER, "minItems": 20}},
+    "required": ["orders"],
+}
 
 
 def json_schema(schema: dict, name: str) -> dict:
@@ -70,7 +82,7 @@ async def one(client: httpx.AsyncClient, index: int, constrained: bool, max_toke
         "ignore_eos": True,
     }
     if constrained:
-        body["response_format"] = json_schema(LONG, "pets")
+        body["response_format"] = json_schema(LONG, "orders")
     response = await client.post("/v1/chat/completions", json=body)
     response.raise_for_status()
     return response.json()
@@ -111,8 +123,8 @@ def main() -> None:
             _,
         ):
             asyncio.run(latency(url, json_schema({"type": "object"}, "warm")))  # the tokenizer's info, once
-            first = asyncio.run(latency(url, json_schema(PET, "pet")))
-            repeat = [asyncio.run(latency(url, json_schema(PET, "pet"))) for _ in range(REPEATS)]
+            first = asyncio.run(latency(url, json_schema(ORDER, "order")))
+            repeat = [asyncio.run(latency(url, json_schema(ORDER, "order"))) for _ in range(REPEATS)]
             plain = [asyncio.run(latency(url, None)) for _ in range(REPEATS)]
             asyncio.run(batch(url, mixed=True))  # warm-up: the long schema compiled, both paths run once
             runs: dict[str, list[dict]] = {"unconstrained": [], "half_json_schema": []}
