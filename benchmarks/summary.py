@@ -188,6 +188,11 @@ def overhead(workload: str) -> Callable[[Run], Measure | None]:
     return compared((workload, "median_round_ratio"), on, off, "{:.0f} req/s", "middleware off")
 
 
+def ray_vs(workload: str, candidate: str, baseline: str, label: str) -> Callable[[Run], Measure | None]:
+    ours, theirs = (workload, f"requests_per_s_{candidate}"), (workload, f"requests_per_s_{baseline}")
+    return compared((workload, "median_round_ratio"), ours, theirs, "{:.0f} req/s", label)
+
+
 def cold_start(run: Run) -> Measure | None:
     minilm, generator = number(run, "minilm", "wall_s"), number(run, "tiny_generator", "wall_s")
     if minilm is None or generator is None:
@@ -259,6 +264,7 @@ SERVE = "Llama-style 17M model, `serve --compile` and vLLM in one run"
 SOAK = "chat, classify, streams, disconnects; 16 clients"
 ENCODER_SOAK = "`/v1/classify`, 32 clients, SST-2 sentences"
 OPS = "metrics + auth + logs on vs off; median of per-round ratios"
+RAY = "one 1-CPU Ray Serve replica vs `serve --threads 1`, 16 clients; median of per-round ratios"
 FGM = "FGM vs plain MiniLM, SST-2 dev"
 
 # fmt: off
@@ -318,6 +324,12 @@ TARGETS = [
            "32 clients; median of per-round ratios", "service_overhead",
            compared(("median_round_ratio",), ("requests_per_s_service",), ("requests_per_s_builtin",), "{:.0f} req/s",
                     "built-in"), ">=", 0.9, "x"),
+    Target("Ray Serve overhead, classify", RAY, "ray_overhead",
+           ray_vs("classify", "candidate", "baseline", "direct"), ">=", 0.9, "x"),
+    Target("Ray Serve overhead, streamed chat", RAY, "ray_overhead",
+           ray_vs("stream_chat", "candidate", "baseline", "direct"), ">=", 0.9, "x"),
+    Target("Ray Serve: two 1-CPU replicas vs one 2-CPU", "`/v1/classify`, 16 clients, 2 cores", "ray_overhead",
+           ray_vs("scaling", "two_1cpu", "one_2cpu", "one 2-CPU replica"), ">=", 1.0, "x"),
     Target("IG comprehensiveness", "probability fall after deleting 20% of words, SST-2 dev", "explain_faithfulness",
            ig_comprehensiveness, ">=", 2, "x random"),
     Target("IG explanation time", "32 steps, one SST-2 dev sentence", "explain_faithfulness", ig_seconds, "<", 1,
