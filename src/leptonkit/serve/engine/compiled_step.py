@@ -17,10 +17,11 @@ float32 accumulation: 230 us a layer instead of 600 us for a float32 cache throu
 kernel per shape.
 Batch size and cache capacity are dynamic: one graph for a single sequence (PyTorch specialises size 1) and one for
 the rest, both compiled by :meth:`CompiledStep.warm_up` before the server is ready (about 30 s for that model). The
-warm-up then runs the graph once at every batch size up to the engine's ``max_num_seqs``: the first step at a new
-size pays a one-time cost (the kernels' per-shape setup), which otherwise fell on the first loaded minute. Measured
-on the 17M model, 5 rounds of 64 requests at 32 concurrent right after start: 899 tok/s in the first round against
-1,020-1,080 in the next four without it; 1,115 against 1,126-1,172 with it (1.4 s more start-up).
+warm-up then runs the graph once at every batch size up to the engine's ``max_num_seqs`` (1.4 s for that model),
+so that no per-shape first-call cost falls on the first loaded minute. Evidence is mixed: in one in-process run (17M
+model, 5 rounds of 64 requests at 32 concurrent) the first round ran at 899 tok/s against 1,020-1,080 later with the
+old warm-up (batch sizes 1 and 2) and at 1,115 against 1,126-1,172 with this one; in the recorded run
+(``benchmarks/results/serve_warmup.json``) both were flat (first round 1.04x the later median).
 
 Results match the eager step to bf16 rounding, not bit for bit (fused loops add in another order), so greedy
 outputs can differ from ``transformers.generate`` where two tokens' logits nearly tie. Prompts (prefill) and steps
