@@ -220,7 +220,11 @@ def main() -> None:
                  "llamacpp_ms": anchor["single_stream_ttft_ms"],
                  "ratio": ours[quickest]["single_stream_ttft_ms"] / anchor["single_stream_ttft_ms"]},
     }  # fmt: skip
-    bpc_change = {name: row["bits_per_char"] - fp32_bpc for name, row in ours.items() if fp32_bpc is not None}
+    bpc_change = {  # every method measured, served or not
+        name: row["bits_per_char"] - fp32_bpc
+        for name, row in table.items()
+        if name.startswith("leptonkit") and fp32_bpc is not None
+    }
     result = {
         "workload": {
             "prompt_tokens": PROMPT_TOKENS,

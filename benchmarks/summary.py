@@ -188,6 +188,28 @@ def overhead(workload: str) -> Callable[[Run], Measure | None]:
     return compared((workload, "median_round_ratio"), on, off, "{:.0f} req/s", "middleware off")
 
 
+def warmup(run: Run) -> Measure | None:
+    new, old = (
+        number(run, "warm_every_batch_size", "first_vs_steady"),
+        number(run, "warm_two_batch_sizes", "first_vs_steady"),
+    )
+    speeds = at(run, "warm_every_batch_size", "tokens_per_s")
+    if new is None or old is None or not speeds:
+        return None
+    return Measure(new, f"first round {speeds[0]:,.0f} tok/s ({new:.2f}x the later median)", f"old warm-up {old:.2f}x")
+
+
+def bpc_cost(method: str) -> Callable[[Run], Measure | None]:
+    def read(run: Run) -> Measure | None:
+        bpc = number(run, "table", f"leptonkit_{method}", "bits_per_char")
+        fp32 = number(run, "table", "leptonkit_fp32", "bits_per_char")
+        if bpc is None or fp32 is None:
+            return None
+        return Measure(bpc - fp32, f"{bpc:.4f} ({bpc - fp32:+.4f} bits/char)", f"float32 {fp32:.4f}")
+
+    return read
+
+
 def ray_vs(workload: str, candidate: str, baseline: str, label: str) -> Callable[[Run], Measure | None]:
     ours, theirs = (workload, f"requests_per_s_{candidate}"), (workload, f"requests_per_s_{baseline}")
     return compared((workload, "median_round_ratio"), ours, theirs, "{:.0f} req/s", label)
@@ -266,6 +288,8 @@ ENCODER_SOAK = "`/v1/classify`, 32 clients, SST-2 sentences"
 OPS = "metrics + auth + logs on vs off; median of per-round ratios"
 RAY = "one 1-CPU Ray Serve replica vs `serve --threads 1`, 16 clients; median of per-round ratios"
 FGM = "FGM vs plain MiniLM, SST-2 dev"
+LLAMACPP = "SmolLM2-135M, 100-token prompts, 128 tokens; leptonkit's fastest method vs llama-server (Q4_1, 2 threads)"
+HELD_OUT = "SmolLM2-135M vs its float32 import, last 2,000 characters of Tiny Shakespeare"
 
 # fmt: off
 TARGETS = [
@@ -340,6 +364,19 @@ TARGETS = [
            " point apart"),
     Target("Web console page load", "slowest of 11 pages; 200 versions, 50 runs of 510 log lines", "console_pages",
            console_pages, "<", 1, " s"),
+    Target("SmolLM2 tokens/s at 32 vs llama.cpp", LLAMACPP + ", 32 at once", "serve_vs_llamacpp",
+           compared(("best", "throughput", "ratio"), ("best", "throughput", "tok_s"),
+                    ("best", "throughput", "llamacpp_tok_s"), "{:,.0f} tok/s", "llama.cpp"), ">=", 3, "x"),
+    Target("SmolLM2 single-stream TPOT vs llama.cpp", LLAMACPP + ", one stream", "serve_vs_llamacpp",
+           compared(("best", "tpot", "ratio"), ("best", "tpot", "ms"), ("best", "tpot", "llamacpp_ms"), "{:.1f} ms",
+                    "llama.cpp"), "<=", 1, "x"),
+    Target("SmolLM2 single-stream TTFT vs llama.cpp", LLAMACPP + ", one stream", "serve_vs_llamacpp",
+           compared(("best", "ttft", "ratio"), ("best", "ttft", "ms"), ("best", "ttft", "llamacpp_ms"), "{:.0f} ms",
+                    "llama.cpp"), "<=", 2, "x"),
+    Target("Ready means warm: first round vs steady", "17M Llama `--compile`, 5 rounds of 64 at 32 right after start",
+           "serve_warmup", warmup, ">=", 0.9, "x"),
+    Target("SmolLM2 int8: bits/char cost", HELD_OUT, "serve_vs_llamacpp", bpc_cost("int8"), "<=", 0.05),
+    Target("SmolLM2 int4: bits/char cost", HELD_OUT, "serve_vs_llamacpp", bpc_cost("int4"), "<=", 0.15),
 ]
 # fmt: on
 
