@@ -37,6 +37,15 @@ def _utf8(value: str) -> str:
 Text = Annotated[str, AfterValidator(_utf8)]
 
 
+def _not_stored(value: bool | None) -> bool | None:
+    if value:
+        raise ValueError("store true is not supported: this server stores no completions or responses")
+    return value
+
+
+NotStored = Annotated[bool | None, AfterValidator(_not_stored)]  # ``store``: false or left out
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -200,19 +209,12 @@ class ChatCompletionRequest(_Sampling):
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
     modalities: list[Literal["text"]] | None = None  # text out only: "audio" is a 400
-    store: bool | None = None  # nothing is stored: store true is a 400
+    store: NotStored = None
     safety_identifier: Text | None = None  # written to the request's log line, as ``user``
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None  # default: auto with tools, none without
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
-
-    @field_validator("store")
-    @classmethod
-    def _not_stored(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("store true is not supported: this server stores no completions")
-        return value
 
 
 class CompletionRequest(_Sampling):
@@ -258,10 +260,16 @@ class ResponseContentPart(_OpenAIBody):
     logprobs: list[Any] | None = None
 
 
-class ResponseMessage(_OpenAIBody):
-    type: Literal["message"] = "message"
+class _InputItem(_OpenAIBody):
+    """An input item of the Responses API; an earlier response's output item sent back also has its ``id`` and
+    ``status``, which describe it and change nothing."""
+
     id: Text | None = None
     status: Text | None = None
+
+
+class ResponseMessage(_InputItem):
+    type: Literal["message"] = "message"
     role: Literal["user", "system", "developer", "assistant"]
     content: Text | list[ResponseContentPart]
 
@@ -269,19 +277,15 @@ class ResponseMessage(_OpenAIBody):
         return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
 
 
-class ResponseFunctionCall(_OpenAIBody):
+class ResponseFunctionCall(_InputItem):
     type: Literal["function_call"]
-    id: Text | None = None
-    status: Text | None = None
     call_id: Text
     name: FunctionName
     arguments: Text
 
 
-class ResponseFunctionCallOutput(_OpenAIBody):
+class ResponseFunctionCallOutput(_InputItem):
     type: Literal["function_call_output"]
-    id: Text | None = None
-    status: Text | None = None
     call_id: Text
     output: Text
 
@@ -357,15 +361,8 @@ class ResponsesRequest(_OpenAIBody):
     tool_choice: Literal["none", "auto", "required"] | ResponseNamedToolChoice | None = None
     parallel_tool_calls: bool = True
     text: ResponseText | None = None
-    store: bool | None = None
+    store: NotStored = None
     metadata: dict[str, Text] | None = None  # given back in the response
-
-    @field_validator("store")
-    @classmethod
-    def _not_stored(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("store true is not supported: this server stores no responses (send store: false)")
-        return value
 
 
 class EmbeddingRequest(_OpenAIBody):
