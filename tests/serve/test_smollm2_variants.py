@@ -45,11 +45,8 @@ def quantized(smollm2, held_out: Path) -> dict[str, dict]:
 def test_a_quantised_version_records_its_source_size_and_quality_loss(quantized, method):
     version = quantized[method]
     lineage, measured = version["lineage"], version["lineage"]["measured"]
-    assert (lineage["quantized_from"], lineage["method"], lineage["library"]["library"]) == (
-        "smol:1",
-        method,
-        "torchao",
-    )
+    assert (version["ref"], lineage["quantized_from"], lineage["method"]) == (f"smol-{method}:1", "smol:1", method)
+    assert lineage["quantization"]["library"] == "torchao"
     assert measured["quantized_linears"] == 30 * 7  # every projection of the 30 layers; the tied LM head is kept
     assert measured["size_bytes"] < 0.45 * measured["source_size_bytes"]
     assert measured["metric"] == "bits_per_char"
