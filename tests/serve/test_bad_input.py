@@ -65,6 +65,8 @@ REFUSED = [
     ("min_p", CHAT, GOOD | {"min_p": 0.1}),  # vLLM's extensions: accepted only where implemented
     ("use_beam_search", CHAT, GOOD | {"use_beam_search": True}),
     ("stream_options.include_obfuscation", CHAT, GOOD | {"stream_options": {"include_obfuscation": False}}),
+    ("stream_options", CHAT, GOOD | {"stream_options": {"include_usage": True}}),  # without stream: true
+    ("top_logprobs", CHAT, GOOD | {"top_logprobs": 2}),  # without logprobs: true
     ("messages[0].content[1]", CHAT, GOOD | {"messages": [{"role": "user", "content": IMAGE}]}),
     ("messages[0].audio", CHAT, GOOD | {"messages": [{"role": "user", "content": "hi", "audio": {"id": "a"}}]}),
     ("dimensions", "/v1/embeddings", {"model": "minilm", "input": "hi", "dimensions": 64}),

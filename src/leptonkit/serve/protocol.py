@@ -140,6 +140,13 @@ class _Sampling(_OpenAIBody):
     user: Text | None = None  # an end user's identifier: written to the request's log line
     service_tier: Literal["auto", "default"] | None = None  # the one tier this server has
 
+    @field_validator("stream_options")
+    @classmethod
+    def _streamed(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if value is not None and info.data.get("stream") is not True:
+            raise ValueError("stream_options needs stream: true")
+        return value
+
     def stop_list(self) -> list[str]:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         if len(stop) > MAX_STOP:
@@ -215,6 +222,13 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: ToolChoice | None = None  # default: auto with tools, none without
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, value: int, info: ValidationInfo) -> int:
+        if value and info.data.get("logprobs") is not True:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
 
 
 class CompletionRequest(_Sampling):
