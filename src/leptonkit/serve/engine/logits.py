@@ -64,7 +64,6 @@ class RowLogits:
         if self.counts is not None and 0 <= token < self.counts.shape[0]:
             self.counts[token] += 1
 
-
     @property
     def grammar_done(self) -> bool:
         """The output's grammar is complete and took its end: the sequence ends here."""
