@@ -12,7 +12,12 @@ APP = ["-m", "uvicorn", "--factory", "tests.security.apps:ops_app", "--host", "1
 EMAILS = ["jane.doe@example.com", "k.tanaka+bank@mail.example.org"]
 CARDS = ["4111 1111 1111 1111", "5500-0000-0000-0004"]
 NAMES = ["Margarethe Vandersloot", "Oluwaseun Adebayo"]
-SECRET_TEXT = f"I am {NAMES[0]}, mail {EMAILS[0]} or {EMAILS[1]}; card {CARDS[0]}, backup {CARDS[1]}; ask {NAMES[1]}"
+# Chinese: a mobile number with +86 and dashes, a resident ID number with its check digit, a name before 先生
+CHINESE = ["+86 138-1234-5678", "11010519491231002X", "王小明"]
+SECRET_TEXT = (
+    f"I am {NAMES[0]}, mail {EMAILS[0]} or {EMAILS[1]}; card {CARDS[0]}, backup {CARDS[1]}; ask {NAMES[1]}. "
+    f"请联系{CHINESE[2]}先生，手机{CHINESE[0]}，身份证号{CHINESE[1]}。"
+)
 
 
 def _server(tmp_path_factory, **settings):
@@ -37,7 +42,7 @@ def test_no_raw_personal_data_in_any_log_line_by_default(tmp_path_factory):
     # read after the server stopped: a line is written just after its response, so a live read can miss the last
     text = server.log_text()
     lines = server.log_lines()
-    for value in EMAILS + CARDS + NAMES + [SECRET_TEXT[:20]]:
+    for value in EMAILS + CARDS + NAMES + CHINESE + [SECRET_TEXT[:20]]:
         assert value not in text
     assert {line["status"] for line in lines if line.get("request_id") == "leak-check"} == {200}
     assert {200, 422, 404, 413} <= {line.get("status") for line in lines}
@@ -63,7 +68,8 @@ def test_log_content_is_pii_redacted(tmp_path_factory):
     text = server.log_text()
     line = next(line for line in server.log_lines() if line.get("request_id") == "leak-check")
     assert "[EMAIL]" in line["prompt"] and "[CREDIT_CARD]" in line["output"] + line["prompt"]
-    for value in EMAILS + CARDS:
+    for value in EMAILS + CARDS + CHINESE:
         assert value not in text
+    assert "[PHONE]" in line["prompt"] and "[CN_ID_CARD]" in line["prompt"]
     # Names are found with no setup (word lists and cues: "I am ...", "ask ..."), no NER model aliased @pii needed
     assert not any(value in text for value in NAMES)

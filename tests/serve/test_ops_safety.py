@@ -19,9 +19,9 @@ async def _pieces(text: str, size: int = 3):
         yield Delta(chunk, completion_tokens=n, finish_reason="stop" if n == len(chunks) else None)
 
 
-def _run(policy: SafetyPolicy, text: str) -> list[Delta]:
+def _run(policy: SafetyPolicy, text: str, size: int = 3) -> list[Delta]:
     async def go():
-        return [d async for d in policy.wrap(_pieces(text))]
+        return [d async for d in policy.wrap(_pieces(text, size))]
 
     return asyncio.run(go())
 
@@ -38,6 +38,15 @@ def test_pii_is_redacted_even_when_split_across_deltas():
     for delta in deltas:  # no prefix of the stream ever shows a piece of the raw values
         so_far += delta.text
         assert "jane" not in so_far and "4111" not in so_far
+
+
+def test_chinese_pii_is_redacted_in_the_output_stream():
+    from leptonkit.privacy.pii import PiiDetector
+
+    policy = SafetyPolicy(redact_pii=True, detector=PiiDetector(model=None))
+    text = "请联系王小明先生，手机 138-1234-5678，身份证号 11010519491231002X，谢谢。"
+    released = "".join(d.text for d in _run(policy, text, size=2))
+    assert released == "请联系[PERSON]先生，手机 [PHONE]，身份证号 [CN_ID_CARD]，谢谢。"
 
 
 def test_blocklist_stops_the_stream_with_content_filter():

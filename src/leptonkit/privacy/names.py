@@ -246,16 +246,16 @@ def _surnames() -> tuple[str, ...]:
 
 
 @cache
-def _cn_name_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+def _cn_name_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     surnames = "|".join(_surnames())
     given = rf"[{_HAN}]"
     before = re.compile(rf"{_CN_CUE_BEFORE}[：:\s是为]{{0,2}}(?P<name>(?:{surnames}){given}{given}?)")
     after = re.compile(rf"(?P<name>(?:{surnames}){given}{given}??){_CN_CUE_AFTER}")
-    return before, after
+    return before, after, re.compile(_CN_CUE_AFTER)
 
 
 def _cn_names(text: str) -> list[Found]:
-    before, after = _cn_name_patterns()
+    before, after, cue_after = _cn_name_patterns()
     surnames = _surnames()
     found = []
     for match in before.finditer(text):
@@ -264,7 +264,9 @@ def _cn_names(text: str) -> list[Found]:
         given = text[start + len(surname) : end]
         if given[0] in _FUNCTION_CHARS:
             continue
-        if len(given) == 2 and given[1] in _FOLLOW_CHARS:
+        # a second given character that usually begins what follows (明天, 住在) stays in the name when a cue after
+        # it closes the name ("请联系王小明先生": 王小明)
+        if len(given) == 2 and given[1] in _FOLLOW_CHARS and not cue_after.match(text, end):
             end -= 1
         found.append(Found(start, end, "PERSON", 0.7))
     for match in after.finditer(text):
