@@ -102,8 +102,15 @@ def serve(
             registry.get(ref)
     from leptonkit.serve.server import serve as run
 
-    typer.echo(f"serving {', '.join(config.models + config.services)} on http://{config.host}:{config.port}", err=True)
-    run(config, _console_setup(config, registry) if with_console else None)
+    mount = _console_setup(config, registry) if with_console else None
+
+    def announce(app) -> None:  # runs once the app is built: a service's route collision has refused it already
+        if mount is not None:
+            mount(app)
+        served = ", ".join(config.models + config.services)
+        typer.echo(f"serving {served} on http://{config.host}:{config.port}", err=True)
+
+    run(config, announce)
 
 
 def _console_setup(config, registry):
