@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "leptonkit.serve.services",
+    "leptonkit.serve.services.declare",
     "leptonkit.sdk.resources",
     "leptonkit.sdk.model",
     "leptonkit.sdk.training",

@@ -17,6 +17,16 @@ from tests.serve.conftest import bearer, inference_keys, serve_thread, sse_event
 
 SERVICES = Path(__file__).parent / "services"
 TOOLKIT = f"{SERVICES / 'toolkit.py'}:Toolkit"
+BROKEN = """import a_module_that_does_not_exist
+
+import leptonkit as lk
+
+
+class Broken(lk.Service):
+    @lk.endpoint()
+    def run(self, text: str) -> str:
+        return text
+"""
 RPM = 80  # per key: the 64 concurrent calls fit, the rate-limit test's burst does not
 
 
@@ -135,7 +145,10 @@ def test_a_service_claiming_a_built_in_route_is_refused_before_the_server_starts
         ("toolkit.py:Missing", "has no class Missing (services there: NoEndpoints, NoHints, Shadow, Toolkit)"),
     ],
 )
-def test_bad_services_are_one_line_and_exit_2(cli, spec, message):
-    done = cli("serve", "--service", str(SERVICES / spec))
+def test_bad_services_are_one_line_and_exit_2(cli, tmp_path, spec, message):
+    # the file that does not import is written here: shipped under tests/, its import would be an undeclared dependency
+    (tmp_path / "broken.py").write_text(BROKEN)
+    folder = tmp_path if spec.startswith("broken.py") else SERVICES
+    done = cli("serve", "--service", str(folder / spec))
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

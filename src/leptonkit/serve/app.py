@@ -3,7 +3,7 @@
 ``create_app(config)`` builds the routes, then :func:`install_operations` adds what an operator needs around them:
 ``GET /metrics``, the safety policy, the middlewares (``serve/middleware.py``: request ids, auth, limits, logs) and
 the auth and error answers in ``/openapi.json`` (``serve/openapi.py``). Custom services (``--service``,
-``serve/services.py``) are checked here, before the server starts, and set up in the lifespan after the models.
+``serve/services/``) are checked here, before the server starts, and set up in the lifespan after the models.
 
 Every :class:`LeptonkitError` becomes its HTTP status with ``{"error": {"message", "type", "param", "code"}}``;
 request validation failures (bad JSON, invalid UTF-8, a field of the wrong type) are 400s naming the field. Only a
