@@ -72,8 +72,9 @@ def app(tmp_path_factory, tiny_encoders) -> Iterator[SimpleNamespace]:  # noqa: 
     yield SimpleNamespace(
         home=home, registry=registry, url=f"http://127.0.0.1:{port}", keys=keys, deploy_s=time.monotonic() - started
     )
-    if ray_serve.status(home=home):  # the last test stops it through the CLI; an earlier failure leaves it here
+    if (home / "deploy" / "ray-cluster.json").exists():  # the last test stops it through the CLI; a failure leaves it
         ray_serve.stop(APP, home=home)
+    ray_serve.disconnect()  # a driver left on a stopped cluster ends its process (pytest) a minute later
 
 
 def _fresh_keys(home: Path) -> Iterator[str]:
@@ -255,6 +256,7 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     assert listed["name"] == APP and listed["models"] == ["sentiment:2"] and listed["refs"] == ["sentiment@prod"]
     assert all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in listed["replicas"]), listed
     pgid = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["pgid"]
+    ray_serve.disconnect()  # this process leaves before another stops the cluster under it
     code, _, err = _cli(app.home, "deploy", "stop", APP)
     assert code == 0 and "local Ray cluster" in err, err
     deadline = time.monotonic() + 20  # killed processes stay in the table until init reaps them

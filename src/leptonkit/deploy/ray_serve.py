@@ -183,15 +183,11 @@ def stop_local_cluster(home: str | os.PathLike[str] | None = None) -> bool:
     """End the local cluster leptonkit started for ``home`` (``False`` when there is none)."""
     import shutil
 
-    import ray
-
     path = _home(home)
     record = _local_cluster(path)
     if record is None:
         return False
-    if ray.is_initialized():
-        ray.shutdown()
-    _connected.clear()
+    disconnect()
     _kill_group(record["pgid"])
     (path / CLUSTER_FILE).unlink(missing_ok=True)
     shutil.rmtree(record["temp_dir"], ignore_errors=True)
@@ -199,6 +195,17 @@ def stop_local_cluster(home: str | os.PathLike[str] | None = None) -> bool:
 
 
 _connected: dict[str, str] = {}  # the address this process's Ray client is connected to
+
+
+def disconnect() -> None:
+    """Leave the cluster this process is connected to. A Ray driver whose cluster stops under it exits the process
+    (code 1) once its reconnection times out, so a process that goes on after a cluster it used is stopped elsewhere
+    (by ``leptonkit deploy stop`` in another process) must disconnect first."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    _connected.clear()
 
 
 def connect(address: str | None, home: Path, *, start: bool = False) -> bool:
