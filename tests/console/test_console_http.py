@@ -33,7 +33,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Iterator[Setup]:
     """A registry with tiny:1 and tiny:2 (tiny:2's weights truncated afterwards), a run whose log ends in a cut
-    line, two keys, and a console server: ``/console`` (30-minute sessions) and ``/short`` (0.3-second sessions)."""
+    line, two keys, and a console server: ``/console`` (30-minute sessions) and ``/short`` (2-second sessions)."""
     from peft import LoraConfig, get_peft_model
     from transformers import BertForSequenceClassification
 
@@ -71,7 +71,7 @@ def setup(tmp_path_factory) -> Iterator[Setup]:
     )  # PII masked: counted per type in the manifest
     settings = ConsoleSettings(home=home, data_dirs=[home.parent / "datasets"])
     root = standalone(settings)  # as `leptonkit console --data DIR` serves it: the console at /console
-    root.mount("/short", create_console(ConsoleSettings(home=home, session_idle=0.3)))
+    root.mount("/short", create_console(ConsoleSettings(home=home, session_idle=2.0)))
     with ServerThread(app=root) as running:
         yield Setup(home, running.url, admin, inference)
 
@@ -169,7 +169,7 @@ def test_an_expired_or_revoked_session_sends_back_to_the_login_page(setup: Setup
 
     client = login(setup, setup.inference_key, mount="/short")
     assert client.get("/registry").status_code == 200
-    time.sleep(0.5)
+    time.sleep(2.5)
     expired = client.get("/registry")
     assert expired.status_code == 303 and expired.headers["location"] == "/short/login?reason=expired"
     assert "your session expired" in httpx.get(setup.url + expired.headers["location"]).text

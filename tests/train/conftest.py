@@ -74,7 +74,7 @@ def sst2_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sst2_prepared(sst2_raw: Path) -> Path:
     """The same rows, prepared (no PII masking, no de-duplication)."""
-    return _prepare(sorted(sst2_raw.glob("*.tsv")), "classification", sst2_raw.parent / "sst2-prepared")
+    return _prepare(sorted(sst2_raw.glob("*.tsv")), "classification", sst2_raw.parent / f"{sst2_raw.name}-prepared")
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,7 @@ def start_local_cluster(home: Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     token = folder / "ray-token"
     token.touch(mode=0o600)
-    token.write_text(secrets.token_hex(32))
+    token.write_text(_process_token.get("token") or secrets.token_hex(32))
     command = [
         str(Path(sys.executable).with_name("ray")),
         "start",
@@ -146,6 +146,12 @@ def _use_token(token: Path) -> None:
 
     os.environ.update(_auth_env(token))
     Config.initialize("")
+    _process_token.setdefault("token", token.read_text())
+
+
+# Ray's client keeps the first token it reads for the life of the process: a later cluster this process starts
+# (a second deployment from one notebook or test session) is given the same token, or this process cannot join it.
+_process_token: dict[str, str] = {}
 
 
 def _kill_group(pgid: int, wait_s: float = 3.0) -> None:
