@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
 import warnings
 
@@ -35,6 +37,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # can do nothing about: peft (0.21) asks transformers (5.x) for ``is_gradient_checkpointing``; prefix-tuned encoders
 # pass ``past_key_values`` on purpose (leptonkit.registry.loading.expose_past_key_values).
 LIBRARY_NOTICES = (r"`is_gradient_checkpointing` is deprecated", r"`past_key_values` is deprecated")
+# The same kind of notice, logged: torchao (which peft imports whenever it is installed) cannot load its GPU kernels
+# on a CPU, and registers an Enum with torch's pytree the deprecated way. Logger name -> message pattern.
+LOGGED_NOTICES = {"torchao": r"Failed to load .*_C_", "torch.utils._pytree": r"register_constant\(\) on Enum"}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
 
 app = typer.Typer(
     name="leptonkit",
@@ -89,10 +104,17 @@ def version(json_out: bool = JSON_OPTION) -> None:
         print_table(None, ["component", "version"], [[k, v] for k, v in info.items()])
 
 
-def main() -> None:
-    """Run the CLI; a user error prints one line on stderr and exits with its code (2), never a traceback."""
+def quiet_library_notices() -> None:
+    """Hide LIBRARY_NOTICES and LOGGED_NOTICES in this process (before the libraries are imported)."""
     for notice in LIBRARY_NOTICES:
         warnings.filterwarnings("ignore", message=notice, category=FutureWarning)
+    for name, pattern in LOGGED_NOTICES.items():
+        logging.getLogger(name).addFilter(_DropNotice(pattern))
+
+
+def main() -> None:
+    """Run the CLI; a user error prints one line on stderr and exits with its code (2), never a traceback."""
+    quiet_library_notices()
     try:
         app(prog_name="leptonkit")
     except LeptonkitError as err:
