@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from leptonkit.serve.http import free_port
 from results_io import REPO, RESULTS  # noqa: F401  (re-exported)
 
 
@@ -34,12 +34,6 @@ def random_llama(text: str, vocab_size: int, **sizes: int) -> tuple[Any, Any]:
     model = LlamaForCausalLM(llama_config("tiny", vocab_size=len(tokenizer), tokenizer=tokenizer, **sizes))
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
     return model, tokenizer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, path: str = "/ready", timeout: float = 600) -> float:

@@ -61,6 +61,7 @@ from urllib.parse import urlparse
 from leptonkit.config import home as default_home
 from leptonkit.errors import ConflictError, InvalidInputError, NotFoundError
 from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.http import free_port
 
 DEPLOYMENT = "leptonkit"
 CLUSTER_FILE = Path("deploy") / "ray-cluster.json"
@@ -72,12 +73,6 @@ START_TIMEOUT_S = 120.0
 
 def _home(home: str | os.PathLike[str] | None) -> Path:
     return Path(home).expanduser().resolve() if home else default_home().expanduser().resolve()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _check_reachable(address: str) -> None:
@@ -97,7 +92,7 @@ def _check_reachable(address: str) -> None:
 def start_local_cluster(home: Path) -> dict[str, Any]:
     """``ray start --head`` in a new process group on 127.0.0.1, with token authentication (a fresh token in
     ``home/deploy/ray-token``, mode 0600); its record (address, process group, token file), saved under ``home``."""
-    port = _free_port()
+    port = free_port()
     temp_dir = Path("/tmp") / f"lkray-{os.getuid()}-{port}"  # short: Ray's socket paths must fit 107 bytes
     folder = home / CLUSTER_FILE.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,8 +109,8 @@ def start_local_cluster(home: Path) -> dict[str, Any]:
         "--include-dashboard=false",
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
-        f"--ray-client-server-port={_free_port()}",
-        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
     ]
     log = folder / "ray-start.log"
     with log.open("wb") as out:

@@ -15,7 +15,6 @@ Backends, each the function its CLI command calls:
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from leptonkit.registry.store import Registry
 from leptonkit.sdk.model import Model
 from leptonkit.sdk.resources import ResourceShape, resource_shape
 from leptonkit.serve.config import ServeConfig
+from leptonkit.serve.http import free_port
 from leptonkit.serve.services import Service, service_source
 
 BACKENDS = ("local", "ray", "k8s")
@@ -160,7 +160,7 @@ class LocalDeployment(Deployment):
             )
         if self.job.resources is not None:
             self.job.resources.check_local()
-        config = self.job.config(host="127.0.0.1", port=port or _free_port())
+        config = self.job.config(host="127.0.0.1", port=port or free_port())
         command = [sys.executable, "-m", "leptonkit.cli.main", "serve", *config.models]
         command += [arg for source in config.services for arg in ("--service", source)]
         command += _flags(config)
@@ -240,7 +240,7 @@ class RayDeployment(Deployment):
         ray_serve = _ray_serve()
         self.address = address
         shape = self.job.resources.ray_options() if self.job.resources else {}
-        config = self.job.config(port=port if port is not None else _free_port())
+        config = self.job.config(port=port if port is not None else free_port())
         info = ray_serve.deploy(
             config, name=self.job.name, replicas=self.job.replicas, address=address, **shape, **options
         )
@@ -327,12 +327,6 @@ class KubernetesDeployment(Deployment):
 
     def stop(self) -> None:
         """Nothing runs here: the manifests stay for ``kubectl delete -k``."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _flags(config: ServeConfig) -> list[str]:

@@ -10,6 +10,7 @@ gets ``header_timeout`` seconds to complete them, then is closed; the body and t
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -60,3 +61,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 def with_header_timeout(seconds: float) -> type[HeaderTimeoutProtocol]:
     """The protocol class to give ``uvicorn.Config(http=...)`` for a server with this header deadline."""
     return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (the OS picks it; another process may take it first)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
