@@ -195,40 +195,15 @@ def manifests(
     return objects
 
 
-def render(
-    refs: Sequence[str],
-    *,
-    image: str,
-    out: str | Path,
-    name: str = "leptonkit",
-    replicas: int = 1,
-    hpa: tuple[int, int] | None = None,
-    gpu: int = 0,
-    resources: dict[str, dict[str, str]] | None = None,
-    grace_period: float = ServeConfig.model_fields["grace_period"].default,
-    startup_seconds: int = 600,
-    queue_target: int = 16,
-    registry: Registry | None = None,
-) -> list[Path]:
-    """Write the Kustomize base for serving ``refs`` with ``image`` into ``out``; returns the files written.
+def render(refs: Sequence[str], *, out: str | Path, **options: Any) -> list[Path]:
+    """Write the Kustomize base of :func:`manifests` (``options``: its keywords) into ``out``; returns the files
+    written.
 
     ``hpa=(MIN, MAX)`` autoscales on CPU (and leaves ``replicas`` to the autoscaler); ``gpu`` asks for that many
     ``nvidia.com/gpu``; ``resources`` replaces the default requests and limits (Kubernetes' own shape)."""
     import yaml
 
-    objects = manifests(
-        refs,
-        image=image,
-        name=name,
-        replicas=replicas,
-        hpa=hpa,
-        gpu=gpu,
-        resources=resources,
-        grace_period=grace_period,
-        startup_seconds=startup_seconds,
-        queue_target=queue_target,
-        registry=registry,
-    )
+    objects = manifests(refs, **options)
     root = Path(out).expanduser()
     written = []
     for relative, obj in objects.items():
