@@ -68,10 +68,14 @@ def _headers(session: Session) -> dict[str, str]:
 @router.get("/models")
 async def models(request: Request):
     """The models the server serves (``/v1/models``: id, task, parent of an adapter)."""
-    session = session_of(request)
+    return await _relay(request, session_of(request), "GET", "/v1/models")
+
+
+async def _relay(request: Request, session: Session, method: str, path: str, payload: Any = None) -> JSONResponse:
+    """One JSON request to the server as the session's key; its answer, or a 502 when it cannot be reached."""
     url = _server(request)
     try:
-        response = await console_of(request).client.get(f"{url}/v1/models", headers=_headers(session))
+        response = await console_of(request).client.request(method, url + path, json=payload, headers=_headers(session))
     except httpx.HTTPError as err:
         return _error(502, f"cannot reach the server at {url}: {err}")
     if response.status_code != 200:
@@ -112,15 +116,8 @@ async def task(request: Request):
         raise Refused(400, f"task must be one of {', '.join(TASK_ROUTES)}")
     if not isinstance(body.get("text"), str) or not body["text"].strip():
         raise Refused(400, "type a text to explain")
-    url = _server(request)
     payload = {"model": body["model"], "input": body["text"], "explain": True}
-    try:
-        response = await console_of(request).client.post(f"{url}{route}", json=payload, headers=_headers(session))
-    except httpx.HTTPError as err:
-        return _error(502, f"cannot reach the server at {url}: {err}")
-    if response.status_code != 200:
-        return _upstream_error(response, response.content)
-    return JSONResponse(response.json())
+    return await _relay(request, session, "POST", route, payload)
 
 
 @router.get("/operations")
