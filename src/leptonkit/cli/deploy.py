@@ -51,9 +51,8 @@ def ray_deploy(
 ) -> None:
     """Serve REFs as a Ray Serve application: the same API, keys, limits and metrics, one engine per replica."""
     options = dict(locals())  # the serving options are named as ServeConfig's fields
-    from pydantic import ValidationError
-
     from leptonkit.cli.output import print_json
+    from leptonkit.cli.serve import serve_config
     from leptonkit.deploy import ray_serve
     from leptonkit.errors import InvalidInputError
     from leptonkit.serve.config import ServeConfig
@@ -62,11 +61,7 @@ def ray_deploy(
     fields |= {"models": refs, "adapters": parse_key_values(adapter, "adapter")}
     if replicas is not None and autoscale is not None:
         raise InvalidInputError("--replicas and --autoscale both set the replica count", hint="pass one of them")
-    try:
-        config = ServeConfig(**fields)
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise InvalidInputError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    config = serve_config(fields)
     info = ray_serve.deploy(
         config,
         name=name,

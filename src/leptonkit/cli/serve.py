@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from leptonkit.cli.output import parse_key_values
+
+if TYPE_CHECKING:
+    from leptonkit.serve.config import ServeConfig
 
 
 def serve(
@@ -73,20 +77,10 @@ def serve(
     with_console = fields.pop("console")
     fields |= {"models": fields.pop("refs") or [], "adapters": parse_key_values(fields.pop("adapter"), "adapter")}
     fields["services"] = fields.pop("service")
-    from pydantic import ValidationError
-
     from leptonkit.errors import InvalidInputError
     from leptonkit.registry import Registry
-    from leptonkit.serve.config import ServeConfig
 
-    try:
-        config = ServeConfig(**fields)
-    except ValidationError as err:
-        first = err.errors()[0]
-        if not first["loc"]:  # the config as a whole: nothing to serve
-            raise InvalidInputError(first["msg"].removeprefix("Value error, "), hint="leptonkit serve REF") from None
-        option = "--" + str(first["loc"][0]).replace("_", "-")
-        raise InvalidInputError(f"{option}: {first['msg']}") from None
+    config = serve_config(fields)
     from leptonkit.serve.services import service_spec
 
     for source in config.services:  # imported and checked before anything loads (route collisions: create_app)
@@ -111,6 +105,24 @@ def serve(
         typer.echo(f"serving {served} on http://{config.host}:{config.port}", err=True)
 
     run(config, announce)
+
+
+def serve_config(fields: dict[str, Any]) -> ServeConfig:
+    """``ServeConfig(**fields)``, where ``fields`` came from CLI flags: an invalid one is a one-line error naming
+    its flag."""
+    from pydantic import ValidationError
+
+    from leptonkit.errors import InvalidInputError
+    from leptonkit.serve.config import ServeConfig
+
+    try:
+        return ServeConfig(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        if not first["loc"]:  # the config as a whole: nothing to serve
+            raise InvalidInputError(first["msg"].removeprefix("Value error, "), hint="leptonkit serve REF") from None
+        option = "--" + str(first["loc"][0]).replace("_", "-")
+        raise InvalidInputError(f"{option}: {first['msg']}") from None
 
 
 def _console_setup(config, registry):
