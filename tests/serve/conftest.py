@@ -125,6 +125,19 @@ def trained_adapters(trained_generator: Path, tmp_path_factory: pytest.TempPathF
     return random_lora_adapters(trained_generator, tmp_path_factory, "trained-lora", alpha=2)
 
 
+def greedy_continuations(model, tokenizer, prompts: list[str], lengths: list[int]) -> list[list[int]]:
+    """``transformers.generate``'s greedy continuation of each prompt, exactly ``lengths[i]`` tokens long."""
+    import torch
+
+    continuations = []
+    with torch.inference_mode():
+        for prompt, n in zip(prompts, lengths, strict=True):
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            continuations.append(out[0, ids.shape[1] :].tolist())
+    return continuations
+
+
 def assert_diverse(continuations: list[list[int]], *, distinct: int = 5) -> None:
     """Greedy continuations that test something: each holds ``distinct`` different tokens or more (not one token
     repeated), and no two prompts continue alike."""

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from leptonkit.serve.engine import placement
 from leptonkit.serve.engine.base import SamplingParams
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse, decode_staggered, serve_thread
+from tests.serve.conftest import assert_diverse, decode_staggered, greedy_continuations, serve_thread
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -39,12 +39,7 @@ def test_native_engine_generates_through_a_split_model_the_tokens_of_the_whole_o
     whole = AutoModelForCausalLM.from_pretrained(trained_generator).eval()
     prompts = ["Once upon a time", "Lily saw a big", "The dog"]
     lengths = [24, 9, 16]
-    expected = []
-    with torch.inference_mode():
-        for prompt, n in zip(prompts, lengths, strict=True):
-            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-            out = whole.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-            expected.append(out[0, ids.shape[1] :].tolist())
+    expected = greedy_continuations(whole, tokenizer, prompts, lengths)
     assert_diverse(expected)
 
     device_map = _two_groups(whole, first, second)

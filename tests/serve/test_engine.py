@@ -17,7 +17,7 @@ from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse, decode_staggered
+from tests.serve.conftest import assert_diverse, decode_staggered, greedy_continuations
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +34,7 @@ TWO_PROMPTS = ("Hello world", "To be, or not to be, that is")
 def test_greedy_tokens_equal_generate_while_requests_join_and_leave(tiny, lengths):
     model, tokenizer = tiny
     prompts = ["Hello world", "To be, or not to be, that is", "ça", "All the world's a stage, and all the men"]
-    expected = []
-    with torch.inference_mode():
-        for prompt, n in zip(prompts, lengths, strict=True):
-            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
-            out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-            expected.append(out[0, ids.shape[1] :].tolist())
+    expected = greedy_continuations(model, tokenizer, prompts, lengths)
     assert_diverse(expected)
 
     params = [SamplingParams(max_tokens=n, temperature=0, ignore_eos=True) for n in lengths]
