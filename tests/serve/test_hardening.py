@@ -154,3 +154,6 @@ def test_log_content_logs_the_validated_prompt_redacted(served_home):
         assert client.post("/v1/chat/completions", content=raw, headers=headers).status_code == 200
     line = next(line for line in lines if line.get("request_id") == "logged-content")
     assert line["prompt"] == "mail [EMAIL] now" and line["model"] == "tiny" and line["completion_tokens"] == 2
+    # No model is aliased @pii here: the operator is told names rest on word lists and cues alone.
+    warning = next(line for line in lines if line.get("event") == "log_content")
+    assert "no NER model aliased @pii" in warning["message"]

@@ -93,8 +93,8 @@ def install_operations(app: FastAPI, config: ServeConfig, limiter: RateLimiter |
         from leptonkit.privacy.pii import NO_MODEL_WARNING
         from leptonkit.registry.pii import default_detector
 
-        if not default_detector().names_detected:
-            access_logger().warning({"event": "log_content", "message": f"names are not redacted: {NO_MODEL_WARNING}"})
+        if default_detector().model_ref is None:  # names come from word lists and cues alone (privacy/names.py)
+            access_logger().warning({"event": "log_content", "message": NO_MODEL_WARNING})
 
 
 def mount_self_authenticated(app: FastAPI, path: str, sub_app: ASGIApp) -> None:
