@@ -52,7 +52,8 @@ def file_records(folder: Path) -> list[dict]:
 
 
 def count_parameters(folder: Path) -> int | None:
-    """Sum of tensor sizes over the folder's safetensors files, read from their headers (no weights loaded)."""
+    """Sum of tensor sizes over the folder's safetensors files, read from their headers (no weights loaded; the
+    numpy view, so that registering a model does not import torch: 2.6 s of a 3.9 s ``models import``)."""
     from safetensors import safe_open
 
     files = sorted(folder.glob("*.safetensors"))
@@ -60,7 +61,7 @@ def count_parameters(folder: Path) -> int | None:
         return None
     total = 0
     for path in files:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             for key in handle.keys():  # noqa: SIM118 - safe_open is not a mapping
                 size = 1
                 for dim in handle.get_slice(key).get_shape():
