@@ -71,13 +71,15 @@ def console_home(tmp_path_factory, tiny_bert_dir, sst2_prepared, tiny_generator,
 
 @pytest.fixture(scope="module")
 def console_server(console_home: ConsoleHome) -> Iterator[ServerThread]:
-    """``leptonkit serve tiny sentiment --console`` with API keys on: the console at /console of the same server."""
+    """``leptonkit serve tiny sentiment@prod sentiment:2 tagger --console`` with API keys on: the console at /console
+    of the same server; two versions of sentiment side by side (``sentiment`` is version 1, ``sentiment:2`` the
+    other)."""
     from leptonkit.console.app import mount_console
     from leptonkit.console.web import ConsoleSettings
 
     settings = ConsoleSettings(home=console_home.home, same_server=True, alerts=ALERTS)
     with serve_thread(
-        models=["tiny", "sentiment", "tagger"],
+        models=["tiny", "sentiment@prod", "sentiment:2", "tagger"],
         home=str(console_home.home),
         auth="on",
         dtype="float32",

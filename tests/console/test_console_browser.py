@@ -161,6 +161,33 @@ def test_classify_highlights_follow_the_attribution_scores(pages, console_server
     screenshot(page, "playground-classify")
 
 
+def test_two_versions_of_one_model_side_by_side(pages, console_server, console_home) -> None:
+    """sentiment:1 (served as ``sentiment``) and sentiment:2 answer the same text, each pane with its own version's
+    prediction, as the API gives it for that version."""
+    page = pages("inference")
+    page.goto(f"{console_server.url}/console/playground")
+    page.wait_for_selector("#task select[name=model_b] option[value='sentiment:2']", state="attached")
+    text = "a gorgeous , witty , seductive movie ."
+    page.fill("#task textarea[name=text]", text)
+    page.select_option("#task select[name=model]", "sentiment")
+    page.select_option("#task select[name=model_b]", "sentiment:2")
+    page.click("#task button")
+    for pane in ("a", "b"):
+        page.wait_for_selector(f"#explained-{pane} .prediction", timeout=60_000)
+    shown = {}
+    for pane, model in (("a", "sentiment:1"), ("b", "sentiment:2")):
+        direct = httpx.post(
+            f"{console_server.url}/v1/classify",
+            json={"model": model, "input": text},
+            headers=bearer(console_home.inference_key),
+            timeout=60,
+        ).json()["data"][0]
+        shown[pane] = page.locator(f"#explained-{pane} .prediction").inner_text()
+        assert shown[pane] == f"{direct['label']} (score {direct['score']:.3f})"
+    assert shown["a"] != shown["b"]  # two fine-tunings (different learning rates), two answers
+    screenshot(page, "playground-two-versions")
+
+
 def test_ner_shows_each_entity_with_its_word_attributions(pages, console_server, console_home) -> None:
     page = pages("inference")
     page.goto(f"{console_server.url}/console/playground")

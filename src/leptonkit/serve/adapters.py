@@ -42,7 +42,10 @@ class AdapterManager:
         version = self.registry.get(ref)
         if version.kind != "adapter":
             raise InvalidInputError(f"{ref} is a {version.kind}, not an adapter", param="ref")
-        base_name = (version.base or "").split(":")[0]
+        # The served name of the adapter's base: the one serving its exact version (two versions of a name can be
+        # served side by side), else its bare name.
+        pinned = [served for served, ref in self.served_refs.items() if ref == version.base]
+        base_name = pinned[0] if pinned else (version.base or "").split(":")[0]
         if base_name not in self.engines:
             raise InvalidInputError(
                 f"adapter {ref} needs base model {version.base}, which this server does not serve",

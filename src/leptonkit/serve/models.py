@@ -76,7 +76,11 @@ class ModelSet:
         version = None if is_folder or ref.startswith("builtin:") else self.registry.get(ref)
         name = version.name if version else Path(ref).name or ref
         if name in self.refs:
-            raise InvalidInputError(f"model name {name} is served twice", hint="serve one version per name")
+            # A second version of a served name (side by side, A/B): served under its pinned ref ("name:3"); the
+            # bare name stays with the version listed first.
+            if version is None or version.ref in self.refs.values():
+                raise InvalidInputError(f"model {ref} is served twice", hint="list each model version once")
+            name = version.ref
         dtype = torch_dtype(self.config.dtype)
         loaded = await asyncio.to_thread(_load_serially, ref, self.registry, dtype)
         self.refs[name] = version.ref if version else str(ref)
