@@ -1,6 +1,7 @@
 """Ray Serve against the same server run directly, in one run (issue 19 targets).
 
-- Overhead: one Ray Serve replica (1 CPU, one torch thread) against ``leptonkit serve`` with ``--threads 1`` on the
+- Overhead: one Ray Serve replica (1 CPU, one torch thread; Ray Serve's high-throughput mode, HAProxy ingress, as
+  ``deploy`` sets it up) against ``leptonkit serve`` with ``--threads 1`` on the
   same tiny models (``soak.py``: classifier ``cls``, generator ``gen``), both up at once, load alternating between
   them in rounds (direct, ray, direct, ray, ...) so that drift on a shared machine hits both alike; the workloads of
   ``ops_overhead.py`` (single-text ``/v1/classify`` and a streamed 16-token chat) at 16 concurrent clients.
@@ -91,6 +92,9 @@ def main() -> None:
     info = machine()
     result: dict = {"clients": args.clients, "rounds": args.rounds, "round_seconds": args.round_seconds}
     result["estimator"] = ESTIMATOR
+    # the Serve mode of the local cluster deploy starts (HAProxy ingress unless the environment turns it off)
+    serve_env = ray_serve.HIGH_THROUGHPUT_ENV
+    result["ray_serve_env"] = {name: os.environ.get(name, value) for name, value in serve_env.items()}
     measure = (args.rounds, args.round_seconds, args.clients)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
