@@ -368,6 +368,26 @@ def _run(name: str, spec: dict[str, Any]) -> None:
     pinned = config.model_copy(update={"models": spec["pinned"]})
     deployment = serve.deployment(LeptonkitReplica, **deployment_options(config, spec["options"]))
     serve.run(deployment.bind(pinned.model_dump_json(), name), name=name, route_prefix=spec["options"]["route_prefix"])
+    _wait_in_rotation(name)
+
+
+def _wait_in_rotation(name: str, timeout: float = 30.0) -> None:
+    """Return once the app's ingress has routed a request to every running replica (or after ``timeout``). Serve marks
+    an app RUNNING when its replicas are ready; HAProxy adds them to its backend a moment later (a reload, then health
+    checks), and until then every request goes to the replicas it already had."""
+    import httpx
+
+    from leptonkit.deploy.ray_replica import REPLICA_HEADER
+
+    status = app_status(name)
+    wanted = {replica["id"] for replica in status["replicas"] if replica["state"] == "RUNNING"}
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=5) as client:
+        while not wanted <= seen and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                seen.add(client.get(status["url"].rstrip("/") + "/health").headers.get(REPLICA_HEADER.decode(), ""))
+            time.sleep(0.05)
 
 
 def _state(name: str) -> Any:
