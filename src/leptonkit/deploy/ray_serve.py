@@ -66,14 +66,14 @@ from leptonkit.serve.http import free_port
 DEPLOYMENT = "leptonkit"
 # Ray Serve's high-throughput mode (Ray >= 2.56): HAProxy as the ingress, forwarding to each replica's own HTTP
 # server (direct ingress) instead of through the Python proxy actor. On this 2-core machine it took one replica from
-# 0.34x to 0.89x the direct server on /v1/classify and from 0.53x to 0.88x on streamed chat
-# (benchmarks/results/ray_overhead.json). Set for the local cluster ``deploy`` starts; a cluster at ``--address``
-# needs them in its own environment. Exporting either as 0 before ``deploy`` turns it off. A stopping replica stays
-# reachable for a deregistration window before it closes its listener (HAProxy retries refused connections on
-# another replica): 30 s by default, sized for external load balancers; the local cluster's HAProxy runs on the same
-# node and reloads within a second, so 3 s. HAProxy also serves its Prometheus metrics and a stats page on fixed ports
-# (9101 and 8404, all interfaces), which two clusters on one machine would both bind: each local cluster gets free
-# ports for them.
+# 0.34x to 0.93x the direct server on /v1/classify and from 0.53x to 0.88x on streamed chat
+# (benchmarks/results/ray_overhead.json, newest run of each mode). Set for the local cluster ``deploy`` starts; a
+# cluster at ``--address`` needs them in its own environment. Exporting either as 0 before ``deploy`` turns it off.
+# A stopping replica stays reachable for a deregistration window before it closes its listener (HAProxy retries
+# refused connections on another replica): 30 s by default, sized for external load balancers; the local cluster's
+# HAProxy runs on the same node and reloads within a second, so 3 s. HAProxy also serves its Prometheus metrics and a
+# stats page on fixed ports (9101 and 8404, all interfaces), which two clusters on one machine would both bind: each
+# local cluster gets free ports for them.
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -374,7 +374,8 @@ def _run(name: str, spec: dict[str, Any]) -> None:
 def _wait_in_rotation(name: str, timeout: float = 30.0) -> None:
     """Return once the app's ingress has routed a request to every running replica (or after ``timeout``). Serve marks
     an app RUNNING when its replicas are ready; HAProxy adds them to its backend a moment later (a reload, then health
-    checks), and until then every request goes to the replicas it already had."""
+    checks), and until then every request goes to the replicas it already had. An ingress this machine cannot connect
+    to (a remote cluster's, bound to its loopback) is not waited for."""
     import httpx
 
     from leptonkit.deploy.ray_replica import REPLICA_HEADER
@@ -385,8 +386,13 @@ def _wait_in_rotation(name: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=5) as client:
         while not wanted <= seen and time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                seen.add(client.get(status["url"].rstrip("/") + "/health").headers.get(REPLICA_HEADER.decode(), ""))
+            try:
+                response = client.get(status["url"].rstrip("/") + "/health")
+            except httpx.ConnectError:
+                return
+            except httpx.HTTPError:  # a timeout while replicas load: ask again
+                continue
+            seen.add(response.headers.get(REPLICA_HEADER.decode(), ""))
             time.sleep(0.05)
 
 
