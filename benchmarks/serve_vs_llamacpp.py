@@ -1,10 +1,15 @@
 """SmolLM2-135M-Instruct served by leptonkit (float32, int8, int4) and by llama.cpp's ``llama-server`` on the same
 GGUF file (Q4_1), measured in one run, the servers taking turns (issue 18's anchor).
 
-Workload: 32 prompts of about 100 tokens (the shared Alpaca sample's instructions in SmolLM2's chat template, packed
-to 100 token ids, so both servers read the same tokens), 128 output tokens each (``ignore_eos``), greedy, streamed,
-all sent at once; and a single stream of the same. Both through ``leptonkit bench serve``'s client. llama.cpp runs
-with 2 threads and 32 slots (``--parallel 32``, a 16,384-token context); leptonkit with its defaults on this CPU.
+Workload: 32 prompts of about 100 tokens (instructions of the shared Alpaca sample, ``../shared/data/alpaca``, in
+SmolLM2's chat template, packed to 100 token ids, so both servers read the same tokens), 128 output tokens each
+(``ignore_eos``), greedy, streamed, all sent at once; and a single stream of one more such prompt. Both through
+``leptonkit bench serve``'s client. Every request of the run has a prompt of its own, the same for every server:
+llama-server keeps each slot's prompt and reuses it for a request that repeats it (``cache_prompt``, on by default),
+so a repeated prompt would time its cache against a full prefill. (Runs before 2026-12-06 14:30 repeated the
+batch's prompts every round and sent its first one as the single stream: llama.cpp's TTFT there is a cache hit.)
+llama.cpp runs with 2 threads and 32 slots (``--parallel 32``, a 16,384-token context); leptonkit with its
+defaults on this CPU (``--dtype auto``: float32 here, and a quantised version in the dtype it was quantised in).
 
 Per method: size of the weights on disk, the server process's peak RSS (``VmHWM`` at the end), single-stream TPOT
 and TTFT, output throughput at 32, and bits per character of held-out text (the last 2,000 characters of Tiny
@@ -14,11 +19,7 @@ Encoders: MiniLM fine-tuned on the SST-2 sample, quantised to int8, dev accuracy
 Estimator, fixed before the run: ``ROUNDS`` rounds, each server runs the batch and the single stream once per round
 in turn; the median round per server and workload is reported; ratios are medians over medians.
 
-    lkbench .venv/bin/python benchmarks/serve_vs_llamacpp.py --llama-server PATH [--methods fp32,int4]
-
-Only float32 is served by default: torchao's CPU int4 kernel (``_weight_int4pack_mm_for_cpu``) on this AVX2 CPU took
-over 7 minutes of CPU for one round of the 32-prompt batch (prefill rows are slow), and int8 weight-only decodes
-about 5x slower than float32 (``transformers.generate``, one stream); both are sized and measured for quality.
+    lkbench .venv/bin/python benchmarks/serve_vs_llamacpp.py --llama-server PATH [--methods fp32,int8,int4]
 
 Appends a run to ``benchmarks/results/serve_vs_llamacpp.json``.
 """
@@ -36,11 +37,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from results_io import REPO, machine, write_result
+from results_io import REPO, SHARED, machine, write_result
 from serve_common import free_port, wait_ready
 from serve_throughput import bench
 
-ALPACA = REPO / "tests" / "samples" / "instructions" / "instructions.json"
+ALPACA = SHARED / "alpaca" / "alpaca_small.json"
 SHAKESPEARE = REPO / "tests" / "samples" / "tinyshakespeare" / "input.txt"
 SST2 = REPO / "tests" / "samples" / "sst2"
 ROUNDS = 2
@@ -49,23 +50,33 @@ SETTLE_S = 2.0
 QUANTIZED = ("int8", "int4")
 
 
-def make_prompts(tokenizer, path: Path) -> int:
-    """Write ``CONCURRENT`` token-id prompts of ``PROMPT_TOKENS`` tokens to ``path``; returns how many."""
-    records = json.loads(ALPACA.read_text())
-    prompts = []
-    for i in range(CONCURRENT):
-        asks, start = [], i
-        while True:
-            record = records[start % len(records)]
-            asks.append(f"{record['instruction']} {record.get('input') or ''}".strip())
-            messages = [{"role": "user", "content": "\n".join(asks)}]
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-            if len(ids["input_ids"]) >= PROMPT_TOKENS:
-                break
-            start += 1
-        prompts.append(ids["input_ids"][-PROMPT_TOKENS:])
-    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    return len(prompts)
+def make_prompts(tokenizer, folder: Path, rounds: int) -> dict[str, Path]:
+    """Prompt files of ``PROMPT_TOKENS`` token ids, no two alike: ``warmup`` (4), and per round ``batch-R``
+    (``CONCURRENT``) and ``single-R`` (1). Each prompt packs the next Alpaca records until it is long enough."""
+    if not ALPACA.is_file():
+        raise SystemExit(f"{ALPACA} not found: this benchmark reads the shared Alpaca sample")
+    records = iter(json.loads(ALPACA.read_text()))
+    sizes = {"warmup": 4} | {
+        f"{kind}-{r}": n for r in range(rounds) for kind, n in (("batch", CONCURRENT), ("single", 1))
+    }
+    files = {}
+    for name, count in sizes.items():
+        prompts = []
+        for _ in range(count):
+            asks: list[str] = []
+            while True:
+                record = next(records)
+                asks.append(f"{record['instruction']} {record.get('input') or ''}".strip())
+                messages = [{"role": "user", "content": "\n".join(asks)}]
+                ids = tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=True
+                )
+                if len(ids["input_ids"]) >= PROMPT_TOKENS:
+                    break
+            prompts.append(ids["input_ids"][-PROMPT_TOKENS:])
+        files[name] = folder / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return files
 
 
 @contextlib.contextmanager
@@ -133,7 +144,7 @@ def median_of(runs: list[dict], key) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llama-server", required=True, help="The llama-server binary (built outside the repo).")
-    parser.add_argument("--methods", default="fp32", help="leptonkit's versions served: fp32, int8, int4.")
+    parser.add_argument("--methods", default="fp32,int8,int4", help="leptonkit's versions served: fp32, int8, int4.")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
     from transformers import AutoTokenizer
@@ -146,14 +157,14 @@ def main() -> None:
     methods = args.methods.split(",")
     gguf = gguf_path("builtin:smollm2")
     with tempfile.TemporaryDirectory() as tmp:
-        home, prompts, held_out = Path(tmp) / "home", Path(tmp) / "prompts.jsonl", Path(tmp) / "held_out.txt"
+        home, held_out = Path(tmp) / "home", Path(tmp) / "held_out.txt"
         held_out.write_text(SHAKESPEARE.read_text()[-2000:])
         registry = Registry(home)
         source = registry.register("builtin:smollm2", name="smol", task="generation")
         refs = {"fp32": source.ref}
         for method in QUANTIZED:
             refs[method] = quantize(source.ref, method=method, name=f"smol-{method}", registry=registry).ref
-        make_prompts(AutoTokenizer.from_pretrained(source.path), prompts)
+        prompts = make_prompts(AutoTokenizer.from_pretrained(source.path), Path(tmp), args.rounds)
         minilm = minilm_int8(registry)
         table: dict[str, dict] = {}
         for method in refs:  # every method is sized and measured; the ones in --methods are served too
@@ -170,7 +181,7 @@ def main() -> None:
         lk_env = {"LEPTONKIT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
         lk = [sys.executable, "-m", "leptonkit.cli.main", "serve"]
         commands = {
-            f"leptonkit_{m}": ([*lk, refs[m], "--dtype", "float32", "--max-num-seqs", "32"], lk_env, "/ready")
+            f"leptonkit_{m}": ([*lk, refs[m], "--dtype", "auto", "--max-num-seqs", "32"], lk_env, "/ready")
             for m in methods
         }
         commands["llamacpp_q4_1"] = (
@@ -183,13 +194,14 @@ def main() -> None:
             servers = {name: stack.enter_context(server(*spec)) for name, spec in commands.items()}
             models = {f"leptonkit_{m}": registry.get(refs[m]).name for m in methods} | {"llamacpp_q4_1": "smol"}
             for name, (url, _, _) in servers.items():  # warm-up: a few short requests
-                bench(url, models[name], num_prompts=4, prompts_file=str(prompts), output_len=8)
-            for _ in range(args.rounds):
+                bench(url, models[name], num_prompts=4, prompts_file=str(prompts["warmup"]), output_len=8)
+            for r in range(args.rounds):
                 for name, (url, _, _) in servers.items():
-                    for workload, kwargs in (("batch", {"num_prompts": CONCURRENT}), ("single", {"num_prompts": 1})):
+                    for workload, count in (("batch", CONCURRENT), ("single", 1)):
                         time.sleep(SETTLE_S)
+                        file = str(prompts[f"{workload}-{r}"])
                         runs[name][workload].append(
-                            bench(url, models[name], prompts_file=str(prompts), output_len=OUTPUT_TOKENS, **kwargs)
+                            bench(url, models[name], num_prompts=count, prompts_file=file, output_len=OUTPUT_TOKENS)
                         )
             for name, (_, cold, pid) in servers.items():
                 batch = median_of(runs[name]["batch"], lambda r: r["output_throughput"])
@@ -233,6 +245,7 @@ def main() -> None:
             "rounds": args.rounds,
             "greedy": True,
             "ignore_eos": True,
+            "prompts": "distinct: no request repeats a prompt; each server gets the same ones",
         },
         "llamacpp": {"binary": args.llama_server, "threads": 2, "parallel": 32, "context": 16384, "gguf": gguf.name},
         "table": table,

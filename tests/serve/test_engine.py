@@ -89,6 +89,40 @@ def test_other_llama_family_decoders_take_the_fused_forward_and_decode_like_gene
     assert asyncio.run(_decode_together(engine, prompts, 20)) == expected
 
 
+def test_int4_projections_are_fused_bit_for_bit_and_kept_as_views(tiny):
+    """torchao's CPU int4 weights (``models quantize --method int4``, bfloat16): the fused q/k/v and gate/up layers
+    give the separate layers' outputs exactly, their packed rows are the only copy, and the engine's fused forward
+    computes the model's own logits (to bf16 rounding)."""
+    pytest.importorskip("torchao")
+    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
+    from torchao.quantization import quantize_
+
+    from leptonkit.serve.engine.kv_cache import BatchCache
+
+    trained, tokenizer = tiny
+    model = copy.deepcopy(trained).to(torch.bfloat16)
+    quantize_(model, PrototypeInt4WeightOnlyConfig(group_size=32))
+    attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    x = torch.randn(3, 5, model.config.hidden_size, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        separate = [torch.cat([p(x) for p in parts], -1) for parts in ((attn.q_proj, attn.k_proj, attn.v_proj),
+                                                                       (mlp.gate_proj, mlp.up_proj))]  # fmt: skip
+    engine = NativeEngine("tiny-int4", model, tokenizer)
+    assert engine._fused is not None
+    with torch.inference_mode():
+        fused = [engine._fused.qkv[0](x), engine._fused.gate_up[0](x)]
+    assert all(torch.equal(a, b) for a, b in zip(fused, separate, strict=True))
+    packed = engine._fused.qkv[0].linear.weight.qdata
+    assert attn.k_proj.weight.qdata.data_ptr() == packed[attn.q_proj.out_features].data_ptr()  # a view, no copy
+    ids = torch.tensor([tokenizer("To be, or not to be, that is")["input_ids"]])
+    with torch.inference_mode():
+        expected = model(ids).logits[:, -1].float()
+        cache = BatchCache(model.config.num_hidden_layers, torch.float32)
+        got = engine._fused(ids, torch.arange(ids.shape[1])[None], cache, torch.ones_like(ids))
+    assert got.argmax(-1).tolist() == expected.argmax(-1).tolist()
+    torch.testing.assert_close(got, expected, rtol=0.05, atol=0.1)  # bf16 rounding, in another order (0.035 seen)
+
+
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):
     model, tokenizer = tiny
     prompts = [tokenizer(word)["input_ids"] for word in ("The", "Once", "Lily")]

@@ -70,7 +70,7 @@ def test_quantised_versions_are_served_with_no_extra_flags(smollm2, quantized):
     from openai import OpenAI
 
     home, _ = smollm2
-    with serve_thread(models=["smol-int8", "smol-int4"], home=str(home), dtype="float32", max_num_seqs=2) as server:
+    with serve_thread(models=["smol-int8", "smol-int4"], home=str(home), max_num_seqs=2) as server:  # dtype auto
         client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=180)
         answers = {
             name: client.chat.completions.create(model=name, messages=QUESTION, temperature=0, max_tokens=16)
@@ -78,6 +78,21 @@ def test_quantised_versions_are_served_with_no_extra_flags(smollm2, quantized):
         }
     for name, chat in answers.items():
         assert "Paris" in chat.choices[0].message.content, (name, chat.choices[0].message.content)
+
+
+def test_an_int4_version_runs_in_the_dtype_it_was_quantised_in(smollm2, quantized):
+    """int4 is quantised in bfloat16 (its CPU kernel takes float32 activations ~10x slower): loading it in bfloat16
+    or by default works, another dtype is one clear error; the server's ``auto`` takes the version's own."""
+    import torch
+
+    from leptonkit.registry.loading import load_model
+
+    home, _ = smollm2
+    assert quantized["int4"]["lineage"]["quantization"]["dtype"] == "bfloat16"
+    loaded = load_model("smol-int4:1", registry=Registry(home))
+    assert loaded.model.model.embed_tokens.weight.dtype == torch.bfloat16
+    with pytest.raises(InvalidInputError, match="quantised in bfloat16 and runs in bfloat16 only, not float32"):
+        load_model("smol-int4:1", registry=Registry(home), dtype=torch.float32)
 
 
 def test_a_method_this_machine_cannot_run_is_one_line_and_registers_nothing(smollm2, cli, monkeypatch):

@@ -7,8 +7,9 @@ Its weights are torchao tensor subclasses, stored one of two ways:
   ``save_pretrained`` writes, with a ``quantization_config`` in ``config.json``: plain ``transformers`` loads it.
 - ``torch.save``: torchao's CPU int4 tensor (``Int4OpaqueTensor``) has no safetensors form and its configuration is
   outside the modules ``transformers`` deserialises, so the state dict is pickled to ``quantized_model.pt`` and
-  ``config.json`` holds the plain architecture. :func:`load_quantized` builds the model without initialising its
-  weights and assigns the stored tensors (loaded with ``weights_only``, torchao's classes allowed).
+  ``config.json`` holds the plain architecture. :func:`load_pickled` builds the model without initialising its
+  weights and assigns the stored tensors (loaded with ``weights_only``, torchao's classes allowed). Such a model
+  runs in the dtype it was quantised in (``dtype`` in ``quantization.json``; int4: bfloat16, its kernel's).
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ def load_pickled(folder: Path, auto_class: Any, extra: dict[str, Any]) -> Any:
     from transformers import AutoConfig
     from transformers.initialization import no_init_weights
 
+    from leptonkit.errors import InvalidInputError
+
+    stored = quantization_info(folder).get("dtype", "float32")  # versions quantised before the field: float32
+    asked = extra.get("dtype")
+    if asked is not None and asked != getattr(torch, stored):
+        raise InvalidInputError(
+            f"this version is quantised in {stored} and runs in {stored} only, not {str(asked).removeprefix('torch.')}",
+            hint=f"load it with dtype auto (serve --dtype auto) or {stored}",
+            param="dtype",
+        )
     config = AutoConfig.from_pretrained(folder, **{k: v for k, v in extra.items() if k != "dtype"})
     with no_init_weights():  # the weights are assigned below: initialising 100M+ parameters would be wasted work
         model = auto_class.from_config(config)

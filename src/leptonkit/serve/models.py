@@ -15,6 +15,7 @@ from typing import Any
 from leptonkit.errors import InvalidInputError, NotFoundError
 from leptonkit.monitor import metrics
 from leptonkit.registry import Registry
+from leptonkit.registry.quantized import quantization_info
 from leptonkit.serve.adapters import AdapterManager
 from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.engine import placement, torch_threads
@@ -81,7 +82,9 @@ class ModelSet:
             if version is None or version.ref in self.refs.values():
                 raise InvalidInputError(f"model {ref} is served twice", hint="list each model version once")
             name = version.ref
-        dtype = torch_dtype(self.config.dtype)
+        quantized = quantization_info(self.registry.resolve(ref)) is not None
+        # a quantised version runs in the dtype it was quantised in (int4: bfloat16, its kernel's) unless asked
+        dtype = None if quantized and self.config.dtype == "auto" else torch_dtype(self.config.dtype)
         loaded = await asyncio.to_thread(_load_serially, ref, self.registry, dtype)
         self.refs[name] = version.ref if version else str(ref)
         self.tasks[name] = loaded.task or "embedding"

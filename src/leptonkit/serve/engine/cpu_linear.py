@@ -64,7 +64,7 @@ def pack_linears(model: torch.nn.Module) -> int:
 
 def plain_weight(module: torch.nn.Module) -> bool:
     """Whether the layer's weight is a plain tensor: a quantised one (a torchao tensor subclass, ``leptonkit models
-    quantize``) runs its own kernel and can be neither packed here nor concatenated by the fused decoder."""
+    quantize``) runs its own kernel and cannot be packed here."""
     return type(module.weight.data) is torch.Tensor
 
 
