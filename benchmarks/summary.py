@@ -210,6 +210,24 @@ def bpc_cost(method: str) -> Callable[[Run], Measure | None]:
     return read
 
 
+def fresh_prompts(read: Callable[[Run], Measure | None]) -> Callable[[Run], Measure | None]:
+    """Only runs whose requests each had a prompt of their own: the first run repeated its prompts, and llama-server
+    answered the repeats from its prompt cache (a 16 ms TTFT that was a cache hit), so its ratios compared unlike
+    work and are not counted."""
+    return lambda run: read(run) if at(run, "workload", "prompts") is not None else None
+
+
+def quantized_rss(run: Run) -> Measure | None:
+    """The served quantised versions' lowest peak RSS against the float32 server's (this CPU's unquantised one)."""
+    fp32 = number(run, "table", "leptonkit_fp32", "peak_rss_mb")
+    rss = {m: v for m in ("int8", "int4") if (v := number(run, "table", f"leptonkit_{m}", "peak_rss_mb")) is not None}
+    if fp32 is None or not rss:
+        return None
+    method = min(rss, key=rss.__getitem__)
+    ratio = rss[method] / fp32
+    return Measure(ratio, f"{method} {rss[method]:,.0f} MB ({ratio:.3f}x)", f"float32 {fp32:,.0f} MB")
+
+
 def ray_vs(workload: str, candidate: str, baseline: str, label: str) -> Callable[[Run], Measure | None]:
     ours, theirs = (workload, f"requests_per_s_{candidate}"), (workload, f"requests_per_s_{baseline}")
     return compared((workload, "median_round_ratio"), ours, theirs, "{:.0f} req/s", label)
@@ -365,14 +383,17 @@ TARGETS = [
     Target("Web console page load", "slowest of 11 pages; 200 versions, 50 runs of 510 log lines", "console_pages",
            console_pages, "<", 1, " s"),
     Target("SmolLM2 tokens/s at 32 vs llama.cpp", LLAMACPP + ", 32 at once", "serve_vs_llamacpp",
-           compared(("best", "throughput", "ratio"), ("best", "throughput", "tok_s"),
-                    ("best", "throughput", "llamacpp_tok_s"), "{:,.0f} tok/s", "llama.cpp"), ">=", 3, "x"),
+           fresh_prompts(compared(("best", "throughput", "ratio"), ("best", "throughput", "tok_s"),
+                                  ("best", "throughput", "llamacpp_tok_s"), "{:,.0f} tok/s", "llama.cpp")),
+           ">=", 3, "x"),
     Target("SmolLM2 single-stream TPOT vs llama.cpp", LLAMACPP + ", one stream", "serve_vs_llamacpp",
-           compared(("best", "tpot", "ratio"), ("best", "tpot", "ms"), ("best", "tpot", "llamacpp_ms"), "{:.1f} ms",
-                    "llama.cpp"), "<=", 1, "x"),
+           fresh_prompts(compared(("best", "tpot", "ratio"), ("best", "tpot", "ms"), ("best", "tpot", "llamacpp_ms"),
+                                  "{:.1f} ms", "llama.cpp")), "<=", 1, "x"),
     Target("SmolLM2 single-stream TTFT vs llama.cpp", LLAMACPP + ", one stream", "serve_vs_llamacpp",
-           compared(("best", "ttft", "ratio"), ("best", "ttft", "ms"), ("best", "ttft", "llamacpp_ms"), "{:.0f} ms",
-                    "llama.cpp"), "<=", 2, "x"),
+           fresh_prompts(compared(("best", "ttft", "ratio"), ("best", "ttft", "ms"), ("best", "ttft", "llamacpp_ms"),
+                                  "{:.0f} ms", "llama.cpp")), "<=", 2, "x"),
+    Target("SmolLM2 quantised server peak RSS", "SmolLM2-135M served (as above); lowest of int8 and int4",
+           "serve_vs_llamacpp", quantized_rss, "<", 1, "x float32"),
     Target("Ready means warm: first round vs steady", "17M Llama `--compile`, 5 rounds of 64 at 32 right after start",
            "serve_warmup", warmup, ">=", 0.9, "x"),
     Target("SmolLM2 int8: bits/char cost", HELD_OUT, "serve_vs_llamacpp", bpc_cost("int8"), "<=", 0.05),

@@ -24,7 +24,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     engine: str = typer.Option("auto", "--engine", help="auto, native or vllm (auto: vLLM on a GPU when installed)."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16 or float32 (auto: bf16 where native)."),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto, bfloat16 or float32 (auto: bf16 where native; a quantised version: its own)."
+    ),
     tensor_parallel_size: int = typer.Option(
         1, "--tensor-parallel-size", help="vLLM: GPUs each layer is split across (one engine, several GPUs)."
     ),
