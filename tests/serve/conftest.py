@@ -311,3 +311,16 @@ def smollm2(smollm2_import, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     imported, version = smollm2_import
     home = copy_home(imported, tmp_path_factory.mktemp("smollm2") / "home")
     return home, home / Path(version["path"]).relative_to(imported)
+
+
+def quantize_int4(model: Any) -> None:
+    """Quantise ``model`` (bfloat16) in place as ``models quantize --method int4`` does: torchao's CPU int4, groups of
+    32, every linear layer but the LM head (tied to the embeddings)."""
+    import torch
+    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
+    from torchao.quantization import quantize_
+
+    def projection(module: Any, name: str) -> bool:
+        return isinstance(module, torch.nn.Linear) and name != "lm_head"
+
+    quantize_(model, PrototypeInt4WeightOnlyConfig(group_size=32), filter_fn=projection)

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse
+from tests.serve.conftest import assert_diverse, quantize_int4
 from tests.serve.test_engine import TWO_PROMPTS, _decode_together, _generate_each
 
 pytestmark = pytest.mark.skipif(
@@ -126,18 +126,14 @@ def test_compile_leaves_llamas_with_mlp_biases_eager(compiled):
     assert engine._fused is not None and engine._compiled is None
 
 
-def test_bf16_compiled_step_reads_a_bf16_cache_like_the_eager_float32_step(trained_generator):
+def test_bf16_compiled_step_reads_a_bf16_cache_like_the_eager_float32_step(bf16_engines):
     """In bf16 the compiled step attends over a bf16 cache (half the bytes the eager engine's float32 cache reads);
     its logits match the eager step over a float32 cache to bf16 rounding, and the columns it appends hold the same
     values, since keys and values come out of bf16 projections either way."""
-    from leptonkit.serve.engine.compiled_step import compiled_step
     from leptonkit.serve.engine.kv_cache import BatchCache
 
-    model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
-    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
-    engine = NativeEngine("tiny-bf16", model, tokenizer, compile=True)
-    assert engine._kv_dtype == torch.float32  # eager until the compiled step exists
-    step = compiled_step(engine._fused, engine.context_length)
+    engine, tokenizer = bf16_engines["engines"][1], bf16_engines["tokenizer"]
+    step = engine._compiled  # compiled when the engine started (the fixture's decoding)
     assert step is not None
     prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
     width = max(len(p) for p in prompts)
@@ -178,22 +174,31 @@ def _record_cache_dtypes(engine: NativeEngine, *, lora_only: bool = False) -> li
 BF16_PROMPTS = ("Once upon a time", "Lily and Tom went to the park", "The little dog was sad because", "One day")
 
 
-def test_bf16_compiled_engine_decodes_like_the_eager_bf16_engine_token_for_token(trained_generator):
+@pytest.fixture(scope="module")
+def bf16_engines(trained_generator) -> dict:
     """The same bf16 weights decoded by the eager engine (float32 cache) and by the compiled step (bf16 cache): 40
-    greedy tokens for each of four prompts, prefilled together, are the same tokens, and they are varied."""
+    greedy tokens for each of ``BF16_PROMPTS``, prefilled together; the engines (eager, compiled), their outputs and
+    the cache dtypes each step ran on."""
     tokenizer = AutoTokenizer.from_pretrained(trained_generator)
     prompts = [tokenizer(p)["input_ids"] for p in BF16_PROMPTS]
-    outputs, caches = [], []
+    engines, outputs, caches = [], [], []
     for compile in (False, True):
         model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
         engine = NativeEngine(f"tiny-bf16-{compile}", model, tokenizer, compile=compile)
+        assert engine._kv_dtype == torch.float32  # eager until the compiled step exists
         seen = _record_cache_dtypes(engine)
         outputs.append(asyncio.run(_decode_together(engine, prompts, 40)))
-        assert (engine._compiled is not None) == compile
+        engines.append(engine)
         caches.append(set(seen))
-    eager, fused = outputs
-    assert caches == [{torch.float32}, {torch.bfloat16}]
-    assert [len(tokens) for tokens in fused] == [40] * len(prompts)
+    return {"tokenizer": tokenizer, "prompts": prompts, "engines": engines, "outputs": outputs, "caches": caches}
+
+
+def test_bf16_compiled_engine_decodes_like_the_eager_bf16_engine_token_for_token(bf16_engines):
+    """40 greedy tokens for each of four prompts are the same tokens, eager or compiled, and they are varied."""
+    eager, fused = bf16_engines["outputs"]
+    assert [engine._compiled is not None for engine in bf16_engines["engines"]] == [False, True]
+    assert bf16_engines["caches"] == [{torch.float32}, {torch.bfloat16}]
+    assert [len(tokens) for tokens in fused] == [40] * len(BF16_PROMPTS)
     assert_diverse(eager, distinct=10)
     assert fused == eager
 
@@ -225,3 +230,22 @@ def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(train
     assert_diverse([base, first, second])
     assert first != base and second != base
     assert lora_steps and set(lora_steps) == {torch.bfloat16}
+
+
+def test_int4_weights_decode_through_the_compiled_step_like_the_eager_int4_engine(trained_generator):
+    """torchao's CPU int4 weights (``models quantize --method int4``, bfloat16) compile with the step: 40 greedy
+    tokens for each of four prompts, prefilled together, are the eager int4 engine's tokens."""
+    pytest.importorskip("torchao")
+
+    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
+    prompts = [tokenizer(p)["input_ids"] for p in BF16_PROMPTS]
+    outputs = []
+    for compile in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+        quantize_int4(model)
+        engine = NativeEngine(f"tiny-int4-{compile}", model, tokenizer, compile=compile)
+        outputs.append(asyncio.run(_decode_together(engine, prompts, 40)))
+        assert engine._fused is not None and (engine._compiled is not None) == compile
+    eager, fused = outputs
+    assert_diverse(eager, distinct=10)
+    assert fused == eager

@@ -17,7 +17,7 @@ from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse, decode_staggered, greedy_continuations
+from tests.serve.conftest import assert_diverse, decode_staggered, greedy_continuations, quantize_int4
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +94,12 @@ def test_int4_projections_are_fused_bit_for_bit_and_kept_as_views(tiny):
     give the separate layers' outputs exactly, their packed rows are the only copy, and the engine's fused forward
     computes the model's own logits (to bf16 rounding)."""
     pytest.importorskip("torchao")
-    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
-    from torchao.quantization import quantize_
 
     from leptonkit.serve.engine.kv_cache import BatchCache
 
     trained, tokenizer = tiny
     model = copy.deepcopy(trained).to(torch.bfloat16)
-    quantize_(model, PrototypeInt4WeightOnlyConfig(group_size=32))
+    quantize_int4(model)
     attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
     x = torch.randn(3, 5, model.config.hidden_size, dtype=torch.bfloat16)
     with torch.inference_mode():
