@@ -250,6 +250,8 @@ def test_gpus_the_cluster_lacks_are_refused_and_leave_nothing(app) -> None:
 
 
 def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
+    # the app keeps the autoscaling test's 1:2: the update test's load may have started a second replica
+    ray_serve.wait_until(APP, lambda s: all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in s["replicas"]), 60)
     code, out, err = _cli(app.home, "deploy", "status", "--json")
     assert code == 0, err
     (listed,) = json.loads(out)
