@@ -6,7 +6,7 @@ SmolLM2's chat template, packed to 100 token ids, so both servers read the same 
 (``ignore_eos``), greedy, streamed, all sent at once; and a single stream of one more such prompt. Both through
 ``leptonkit bench serve``'s client. Every request of the run has a prompt of its own, the same for every server:
 llama-server keeps each slot's prompt and reuses it for a request that repeats it (``cache_prompt``, on by default),
-so a repeated prompt would time its cache against a full prefill. (Runs before 2026-12-06 14:30 repeated the
+so a repeated prompt would time its cache against a full prefill. (The first run, 2026-12-06 09:39, repeated the
 batch's prompts every round and sent its first one as the single stream: llama.cpp's TTFT there is a cache hit.)
 llama.cpp runs with 2 threads and 32 slots (``--parallel 32``, a 16,384-token context); leptonkit with its
 defaults on this CPU (``--dtype auto``: float32 here, and a quantised version in the dtype it was quantised in);

@@ -174,23 +174,30 @@ def _record_cache_dtypes(engine: NativeEngine, *, lora_only: bool = False) -> li
 BF16_PROMPTS = ("Once upon a time", "Lily and Tom went to the park", "The little dog was sad because", "One day")
 
 
-@pytest.fixture(scope="module")
-def bf16_engines(trained_generator) -> dict:
-    """The same bf16 weights decoded by the eager engine (float32 cache) and by the compiled step (bf16 cache): 40
-    greedy tokens for each of ``BF16_PROMPTS``, prefilled together; the engines (eager, compiled), their outputs and
-    the cache dtypes each step ran on."""
-    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
+def _decode_eager_and_compiled(folder, prepare=None) -> dict:
+    """The same bf16 weights (from ``folder``, changed in place by ``prepare``) decoded by the eager engine (float32
+    cache) and by the compiled step (bf16 cache): 40 greedy tokens for each of ``BF16_PROMPTS``, prefilled together;
+    the engines (eager, compiled), their outputs and the cache dtypes each step ran on."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     prompts = [tokenizer(p)["input_ids"] for p in BF16_PROMPTS]
     engines, outputs, caches = [], [], []
     for compile in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
+        if prepare is not None:
+            prepare(model)
         engine = NativeEngine(f"tiny-bf16-{compile}", model, tokenizer, compile=compile)
         assert engine._kv_dtype == torch.float32  # eager until the compiled step exists
         seen = _record_cache_dtypes(engine)
         outputs.append(asyncio.run(_decode_together(engine, prompts, 40)))
         engines.append(engine)
         caches.append(set(seen))
-    return {"tokenizer": tokenizer, "prompts": prompts, "engines": engines, "outputs": outputs, "caches": caches}
+    return {"tokenizer": tokenizer, "engines": engines, "outputs": outputs, "caches": caches}
+
+
+@pytest.fixture(scope="module")
+def bf16_engines(trained_generator) -> dict:
+    """:func:`_decode_eager_and_compiled` on the trained generator's bf16 weights."""
+    return _decode_eager_and_compiled(trained_generator)
 
 
 def test_bf16_compiled_engine_decodes_like_the_eager_bf16_engine_token_for_token(bf16_engines):
@@ -237,15 +244,9 @@ def test_int4_weights_decode_through_the_compiled_step_like_the_eager_int4_engin
     tokens for each of four prompts, prefilled together, are the eager int4 engine's tokens."""
     pytest.importorskip("torchao")
 
-    tokenizer = AutoTokenizer.from_pretrained(trained_generator)
-    prompts = [tokenizer(p)["input_ids"] for p in BF16_PROMPTS]
-    outputs = []
-    for compile in (False, True):
-        model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
-        quantize_int4(model)
-        engine = NativeEngine(f"tiny-int4-{compile}", model, tokenizer, compile=compile)
-        outputs.append(asyncio.run(_decode_together(engine, prompts, 40)))
-        assert engine._fused is not None and (engine._compiled is not None) == compile
-    eager, fused = outputs
+    decoded = _decode_eager_and_compiled(trained_generator, quantize_int4)
+    assert all(engine._fused is not None for engine in decoded["engines"])
+    assert [engine._compiled is not None for engine in decoded["engines"]] == [False, True]
+    eager, fused = decoded["outputs"]
     assert_diverse(eager, distinct=10)
     assert fused == eager

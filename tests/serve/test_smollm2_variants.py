@@ -81,8 +81,8 @@ def test_quantised_versions_are_served_with_no_extra_flags(smollm2, quantized):
 
 
 def test_an_int4_version_runs_in_the_dtype_it_was_quantised_in(smollm2, quantized):
-    """int4 is quantised in bfloat16 (its CPU kernel takes float32 activations ~10x slower): loading it in bfloat16
-    or by default works, another dtype is one clear error; the server's ``auto`` takes the version's own."""
+    """int4 is quantised in bfloat16 (its CPU kernel takes float32 activations ~10x slower): loading it by default
+    gives bfloat16, another dtype is one clear error (the server's ``auto``: the test above)."""
     import torch
 
     from leptonkit.registry.loading import load_model

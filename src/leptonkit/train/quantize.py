@@ -57,12 +57,11 @@ def _fp8() -> Any:
     return Float8DynamicActivationFloat8WeightConfig()
 
 
-# method -> (torchao configuration, storage format, the dtype the model is quantised and runs in: None keeps the
-# source's float32)
-METHODS: dict[str, tuple[Callable[[], Any], str, str | None]] = {
-    "int8": (_int8, "safetensors", None),
+# method -> (torchao configuration, storage format, the dtype the model is quantised and runs in)
+METHODS: dict[str, tuple[Callable[[], Any], str, str]] = {
+    "int8": (_int8, "safetensors", "float32"),
     "int4": (_int4, "torch.save", "bfloat16"),
-    "fp8": (_fp8, "safetensors", None),
+    "fp8": (_fp8, "safetensors", "float32"),
 }
 # the metric each task's quality is compared on, and whether lower is better
 QUALITY_METRIC = {"lm": ("bits_per_char", True), "classification": ("accuracy", False)}
@@ -123,7 +122,7 @@ def quantize(
     _, storage, compute_dtype = METHODS[method]
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = auto_class(source.task).from_pretrained(
-        path, dtype=getattr(torch, compute_dtype or "float32"), quantization_config=TorchAoConfig(config)
+        path, dtype=getattr(torch, compute_dtype), quantization_config=TorchAoConfig(config)
     )
     model.eval()
     measured: dict[str, Any] = {"quantized_linears": sum(map(_is_quantized, model.modules()))}
@@ -143,7 +142,7 @@ def quantize(
             "primary": PRIMARY_METRIC[task],
         }
     info = {"library": "torchao", "torchao": torchao_version, "method": method, "config": type(config).__name__}
-    info |= {"format": storage, "dtype": compute_dtype or "float32"}
+    info |= {"format": storage, "dtype": compute_dtype}
     with tempfile.TemporaryDirectory(prefix="leptonkit-quantize-") as tmp:
         folder = Path(tmp) / "model"
         folder.mkdir()

@@ -47,7 +47,7 @@ def _plain_layer(layer: Any) -> bool:
     gates = [getattr(mlp, n, None) for n in ("gate_proj", "up_proj")]
     return (
         all(isinstance(p, torch.nn.Linear) for p in [*projections, *gates])
-        and all(_fusable(group[0].weight.data, [p.weight.data for p in group]) for group in (projections, gates))
+        and all(_fusable([p.weight.data for p in group]) for group in (projections, gates))
         and len({p.bias is None for p in projections}) == 1
         and len({p.bias is None for p in gates}) == 1
         and hasattr(attn, "o_proj")
@@ -58,8 +58,9 @@ def _plain_layer(layer: Any) -> bool:
     )
 
 
-def _fusable(weight: torch.Tensor, group: list[torch.Tensor]) -> bool:
-    """Whether ``group`` (which holds ``weight``) is plain weights, or torchao int4 ones of one group size."""
+def _fusable(group: list[torch.Tensor]) -> bool:
+    """Whether ``group`` is plain weights, or torchao int4 ones of one group size."""
+    weight = group[0]
     if type(weight) is torch.Tensor:
         return all(type(other) is torch.Tensor for other in group)
     return (
