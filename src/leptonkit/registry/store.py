@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from leptonkit import database
 from leptonkit.config import home as default_home
 from leptonkit.errors import ConflictError, InvalidInputError, NotFoundError
 from leptonkit.registry.artifacts import (
@@ -148,10 +149,8 @@ class Registry:
 
     # ------------------------------------------------------------------ database
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+        conn = database.connect(self.db_path)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=60000")
         return conn
 
     @contextlib.contextmanager

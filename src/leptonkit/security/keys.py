@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from leptonkit import database
 from leptonkit.config import home as default_home
 from leptonkit.errors import ConflictError, InvalidInputError, NotFoundError
 
@@ -67,15 +68,13 @@ class KeyStore:
             conn.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        return conn
+        return database.connect(self.db_path, check_same_thread=False)
 
     def _reader(self) -> sqlite3.Connection:
         """A connection kept per thread for the per-request lookup; each query sees the latest commit (revocations)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            conn = self._local.conn = database.connect(self.db_path)
         return conn
 
     def create(self, name: str, scope: str) -> tuple[ApiKey, str]:
