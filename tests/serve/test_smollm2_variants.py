@@ -67,7 +67,11 @@ def test_eval_gives_bits_per_character_of_a_quantised_version(smollm2, quantized
 
 
 def test_quantised_versions_are_served_with_no_extra_flags(smollm2, quantized):
+    """...and the memory metric counts their packed weights, about their files' size (a quantised weight's logical
+    shape and dtype are the float weight's: counted by those, int4 read ~4x its real bytes)."""
+    import httpx
     from openai import OpenAI
+    from prometheus_client.parser import text_string_to_metric_families
 
     home, _ = smollm2
     with serve_thread(models=["smol-int8", "smol-int4"], home=str(home), max_num_seqs=2) as server:  # dtype auto
@@ -76,8 +80,18 @@ def test_quantised_versions_are_served_with_no_extra_flags(smollm2, quantized):
             name: client.chat.completions.create(model=name, messages=QUESTION, temperature=0, max_tokens=16)
             for name in ("smol-int8", "smol-int4")
         }
+        exposition = httpx.get(f"{server.url}/metrics").text
     for name, chat in answers.items():
         assert "Paris" in chat.choices[0].message.content, (name, chat.choices[0].message.content)
+    memory = {
+        sample.labels["model"]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        if family.name == "leptonkit_model_memory_bytes"
+        for sample in family.samples
+    }
+    for method in TARGETS:
+        size = quantized[method]["lineage"]["measured"]["size_bytes"]
+        assert memory[f"smol-{method}"] == pytest.approx(size, rel=0.1), (method, memory, size)
 
 
 def test_an_int4_version_runs_in_the_dtype_it_was_quantised_in(smollm2, quantized):

@@ -10,7 +10,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leptonkit.errors import InvalidInputError, NotFoundError
 from leptonkit.monitor import metrics
@@ -21,6 +21,9 @@ from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.engine import placement, torch_threads
 from leptonkit.serve.engine.encoder import EncoderEngine
 from leptonkit.versions import cpu_supports_bf16
+
+if TYPE_CHECKING:
+    import torch
 
 GENERATION = "generation"
 
@@ -191,5 +194,14 @@ def _load_serially(ref: str, registry: Registry, dtype: Any) -> Any:
 
 def _weight_bytes(model: Any) -> int:
     """Memory a loaded model's parameters and buffers hold (``leptonkit_model_memory_bytes``)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(_tensor_bytes(t.data) for t in [*model.parameters(), *model.buffers()])
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes ``tensor`` holds. A torchao quantised weight is a tensor subclass whose logical shape and dtype are the
+    float weight's; it holds its packed data and scales as inner tensors, which its ``__tensor_flatten__`` names."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is None:
+        return tensor.numel() * tensor.element_size()
+    names, _ = flatten()
+    return sum(_tensor_bytes(getattr(tensor, name)) for name in names)
