@@ -311,3 +311,14 @@ def test_one_token_attention_over_a_bf16_cache_matches_float32():
     bf16[1][0, :, :3], bf16[2][0, :, :3] = 100.0, -100.0
     again = one_token_attention(*bf16, attention_bias(mask, kv_heads, 2, torch.bfloat16), 0.3)
     torch.testing.assert_close(again, got)
+
+
+def test_an_unseeded_request_draws_a_seed_of_its_own_and_leaves_the_global_generator_alone():
+    from leptonkit.serve.engine.sampling import make_generator
+
+    state = torch.get_rng_state()
+    first, second = (make_generator(SamplingParams(max_tokens=1)) for _ in range(2))
+    assert torch.equal(torch.get_rng_state(), state)  # a custom service's torch.manual_seed still holds
+    assert first is not None and second is not None and first.initial_seed() != second.initial_seed()
+    assert make_generator(SamplingParams(max_tokens=1, seed=7)).initial_seed() == 7
+    assert make_generator(SamplingParams(max_tokens=1, temperature=0)) is None
