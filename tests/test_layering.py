@@ -17,7 +17,7 @@ PACKAGE = Path(leptonkit.__file__).parent
 # top-level module or package of leptonkit -> its layer; 0 is the package's own __init__ (version, lazy exports)
 LAYERS = {
     "__init__": 0,
-    **dict.fromkeys(("privacy", "monitor", "security", "errors", "config", "versions", "client"), 1),
+    **dict.fromkeys(("privacy", "monitor", "security", "errors", "config", "database", "versions", "client"), 1),
     **dict.fromkeys(("inference", "registry"), 2),
     **dict.fromkeys(("data", "explain", "robustness"), 3),
     "train": 4,

@@ -178,6 +178,17 @@ def test_each_replica_exports_its_metrics_with_a_replica_label(app) -> None:
     assert served >= 200 + RPM  # the two tests above, counted by the replicas that answered them
 
 
+def test_each_replica_writes_its_access_lines_to_its_worker_stderr(app) -> None:
+    """As the direct server writes them to its stderr: JSON lines in the worker's ``.err`` file of the session logs,
+    not through Serve's replacement of ``sys.stderr``."""
+    record = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())
+    logs = Path(record["temp_dir"]) / "session_latest" / "logs"
+    for replica in ray_serve.app_status(APP)["replicas"]:
+        (stderr,) = logs.glob(f"worker-*-{replica['pid']}.err")
+        lines = [json.loads(line) for line in stderr.read_text().splitlines() if line.startswith("{")]
+        assert any(line["route"] == "/v1/classify" and line["status"] == 200 for line in lines), lines[-3:]
+
+
 def test_a_killed_replica_fails_only_its_requests_and_ray_replaces_it(app) -> None:
     before = ray_serve.app_status(APP)
     victim = before["replicas"][0]

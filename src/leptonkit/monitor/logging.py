@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 ACCESS_LOGGER = "leptonkit.access"
 
@@ -35,6 +35,13 @@ def access_logger() -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
+
+
+def send_access_lines_to(stream: TextIO) -> None:
+    """Write the access lines to ``stream`` from now on (a process whose ``sys.stderr`` was replaced)."""
+    for handler in access_logger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
 
 
 def log_request(fields: dict[str, Any]) -> None:
