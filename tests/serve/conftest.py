@@ -315,12 +315,13 @@ def smollm2(smollm2_import, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
 def quantize_int4(model: Any) -> None:
     """Quantise ``model`` (bfloat16) in place as ``models quantize --method int4`` does: torchao's CPU int4, groups of
-    32, every linear layer but the LM head (tied to the embeddings)."""
+    32, every linear layer but the LM head, which becomes int8."""
     import torch
-    from torchao.prototype.quantization.int4.inference_workflow import PrototypeInt4WeightOnlyConfig
     from torchao.quantization import quantize_
 
-    def projection(module: Any, name: str) -> bool:
-        return isinstance(module, torch.nn.Linear) and name != "lm_head"
+    from leptonkit.train.quantize import METHODS, quantize_head
 
-    quantize_(model, PrototypeInt4WeightOnlyConfig(group_size=32), filter_fn=projection)
+    config = METHODS["int4"].config()
+    head = model.get_output_embeddings()
+    quantize_(model, config, filter_fn=lambda module, _: isinstance(module, torch.nn.Linear) and module is not head)
+    quantize_head(model)

@@ -322,3 +322,16 @@ def test_an_unseeded_request_draws_a_seed_of_its_own_and_leaves_the_global_gener
     assert first is not None and second is not None and first.initial_seed() != second.initial_seed()
     assert make_generator(SamplingParams(max_tokens=1, seed=7)).initial_seed() == 7
     assert make_generator(SamplingParams(max_tokens=1, temperature=0)) is None
+
+
+def test_an_int8_head_computes_its_dequantised_rows_product_and_keeps_each_row_within_half_a_step():
+    from leptonkit.registry.int8_linear import Int8Linear
+
+    weight = torch.randn(96, 64, dtype=torch.bfloat16)
+    head = Int8Linear.quantize(weight)
+    rows = head.weight_int8.float() * head.scales.float()[:, None]
+    assert (rows - weight.float()).abs().le(head.scales.float()[:, None] * 0.501).all()
+    x = torch.randn(3, 5, 64, dtype=torch.bfloat16)
+    out = head(x)
+    assert out.shape == (3, 5, 96) and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), x.float() @ rows.T, rtol=0.02, atol=0.05)

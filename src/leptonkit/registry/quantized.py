@@ -8,8 +8,9 @@ Its weights are torchao tensor subclasses, stored one of two ways:
 - ``torch.save``: torchao's CPU int4 tensor (``Int4OpaqueTensor``) has no safetensors form and its configuration is
   outside the modules ``transformers`` deserialises, so the state dict is pickled to ``quantized_model.pt`` and
   ``config.json`` holds the plain architecture. :func:`load_pickled` builds the model without initialising its
-  weights and assigns the stored tensors (loaded with ``weights_only``, torchao's classes allowed). Such a model
-  runs in the dtype it was quantised in (``dtype`` in ``quantization.json``; int4: bfloat16, its kernel's).
+  weights and assigns the stored tensors (loaded with ``weights_only``, torchao's classes allowed); an int8 LM head
+  (``lm_head.weight_int8`` and ``lm_head.scales``) becomes an :class:`~leptonkit.registry.int8_linear.Int8Linear`.
+  Such a model runs in the dtype it was quantised in (``dtype`` in ``quantization.json``; int4: bfloat16).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 QUANTIZATION_FILE = "quantization.json"
 PICKLED_WEIGHTS = "quantized_model.pt"
+INT8_HEAD = "lm_head"  # where a causal LM of transformers keeps its output layer
 
 
 def quantization_info(folder: Path) -> dict[str, Any] | None:
@@ -69,6 +71,10 @@ def load_pickled(folder: Path, auto_class: Any, extra: dict[str, Any]) -> Any:
         model = auto_class.from_config(config)
     with torch.serialization.safe_globals([Int4OpaqueTensor, *_torchao_globals()]):
         state = torch.load(folder / PICKLED_WEIGHTS, weights_only=True, mmap=True)
+    if f"{INT8_HEAD}.weight_int8" in state:  # an int8 LM head (leptonkit.train.quantize.quantize_head)
+        from leptonkit.registry.int8_linear import Int8Linear
+
+        model.set_output_embeddings(Int8Linear(state[f"{INT8_HEAD}.weight_int8"], state[f"{INT8_HEAD}.scales"]))
     model.load_state_dict(state, assign=True)
     model.tie_weights()
     return model

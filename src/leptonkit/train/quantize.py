@@ -1,7 +1,8 @@
 """``leptonkit models quantize``: post-training weight quantisation of a registered model through ``torchao``, kept
 as a new version whose lineage names the source, the method, and what was measured.
 
-Methods (the linear layers' weights; embeddings, the LM head tied to them, norms and activations stay as they are):
+Methods (the linear layers' weights; embeddings, norms and activations stay as they are; int4 also stores the LM head
+in int8, :func:`quantize_head`):
 
 - ``int8``: ``Int8WeightOnlyConfig``, int8 with one scale per output channel. Stored as safetensors with torchao's
   metadata, so plain ``transformers`` loads it.
@@ -29,7 +30,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.artifacts import folder_kind
@@ -57,11 +58,17 @@ def _fp8() -> Any:
     return Float8DynamicActivationFloat8WeightConfig()
 
 
-# method -> (torchao configuration, storage format, the dtype the model is quantised and runs in)
-METHODS: dict[str, tuple[Callable[[], Any], str, str]] = {
-    "int8": (_int8, "safetensors", "float32"),
-    "int4": (_int4, "torch.save", "bfloat16"),
-    "fp8": (_fp8, "safetensors", "float32"),
+class Method(NamedTuple):
+    config: Callable[[], Any]  # the torchao configuration
+    storage: str  # "safetensors" or "torch.save" (see leptonkit.registry.quantized)
+    dtype: str  # the dtype the model is quantised in and runs in
+    head: bool  # the LM head in int8 (see quantize_head)
+
+
+METHODS: dict[str, Method] = {
+    "int8": Method(_int8, "safetensors", "float32", head=False),
+    "int4": Method(_int4, "torch.save", "bfloat16", head=True),
+    "fp8": Method(_fp8, "safetensors", "float32", head=False),
 }
 # the metric each task's quality is compared on, and whether lower is better
 QUALITY_METRIC = {"lm": ("bits_per_char", True), "classification": ("accuracy", False)}
@@ -77,7 +84,7 @@ def method_config(method: str) -> Any:
     from torchao.quantization import quantize_
 
     try:
-        config = METHODS[method][0]()
+        config = METHODS[method].config()
         layer = torch.nn.Sequential(torch.nn.Linear(64, 64))
         quantize_(layer, config)
         layer(torch.randn(2, 64))
@@ -119,12 +126,14 @@ def quantize(
         raise InvalidInputError(f"measuring a quantised {source.task} model is not supported", param="data")
     records = load_records(data, task, split) if data is not None else None
 
-    _, storage, compute_dtype = METHODS[method]
+    _, storage, compute_dtype, head = METHODS[method]
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = auto_class(source.task).from_pretrained(
         path, dtype=getattr(torch, compute_dtype), quantization_config=TorchAoConfig(config)
     )
     model.eval()
+    if head:
+        quantize_head(model)
     measured: dict[str, Any] = {"quantized_linears": sum(map(_is_quantized, model.modules()))}
     metrics: dict[str, Any] = {}
     if records is not None:
@@ -163,9 +172,27 @@ def quantize(
         )
 
 
+def quantize_head(model: Any) -> None:
+    """Replace a causal LM's head with an int8 copy (:class:`~leptonkit.registry.int8_linear.Int8Linear`); the
+    input embeddings it may be tied to stay as they are. At decode the head is the largest matmul: SmolLM2's in
+    bfloat16 took 95 ms for 32 rows on this CPU, in int8 33 ms."""
+    import torch
+
+    from leptonkit.registry.int8_linear import Int8Linear
+
+    head = model.get_output_embeddings()
+    if isinstance(head, torch.nn.Linear) and head.bias is None:
+        model.set_output_embeddings(Int8Linear.quantize(head.weight))
+        model.config.tie_word_embeddings = False
+
+
 def _is_quantized(module: Any) -> bool:
     import torch
 
+    from leptonkit.registry.int8_linear import Int8Linear
+
+    if isinstance(module, Int8Linear):
+        return True
     weight = getattr(module, "weight", None)
     return isinstance(module, torch.nn.Linear) and weight is not None and type(weight.data) is not torch.Tensor
 

@@ -93,7 +93,7 @@ class CompiledStep(torch.nn.Module):
         self.norm_in = modules(layer.input_layernorm for layer in layers)
         self.norm_post = modules(layer.post_attention_layernorm for layer in layers)
         self.embed, self.norm_out, self.act = inner.embed_tokens, inner.norm, layers[0].mlp.act_fn
-        self.head = model.lm_head.weight
+        self.lm_head = model.lm_head  # a Linear, or an int4 version's Int8Linear
         self.qkv = params([f.linear.weight for f in fused.qkv])
         self.qkv_bias = params([f.linear.bias for f in fused.qkv if f.linear.bias is not None]) or None
         self.gate_up = params([f.linear.weight for f in fused.gate_up])
@@ -102,7 +102,8 @@ class CompiledStep(torch.nn.Module):
         self.scaling = layers[0].self_attn.scaling
         self.heads, self.kv_heads, self.head_dim = fused.heads, fused.kv_heads, fused.head_dim
         with torch.inference_mode():
-            cos, sin = inner.rotary_emb(self.head[:1], torch.arange(context, device=self.head.device)[None])
+            weight = self.embed.weight
+            cos, sin = inner.rotary_emb(weight[:1], torch.arange(context, device=weight.device)[None])
         half = self.head_dim // 2
         self.register_buffer("cos", cos[0], persistent=False)
         # rotate_half(x) * sin == flip(x's halves) * sin with the first half negated
@@ -138,7 +139,7 @@ class CompiledStep(torch.nn.Module):
             hidden = hidden + torch.nn.functional.linear(out, self.o_proj[index])
             gate, up = torch.nn.functional.linear(self.norm_post[index](hidden), self.gate_up[index]).chunk(2, dim=-1)
             hidden = hidden + torch.nn.functional.linear(self.act(gate) * up, self.down[index])
-        logits = torch.nn.functional.linear(self.norm_out(hidden[:, -1]), self.head)
+        logits = self.lm_head(self.norm_out(hidden[:, -1]))
         return logits.float(), new
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: BatchCache, mask: torch.Tensor) -> torch.Tensor:
@@ -160,7 +161,7 @@ class CompiledStep(torch.nn.Module):
         import torch._inductor.config
         import torch.fx.experimental._config as shapes
 
-        device, groups = self.head.device, self.heads // self.kv_heads
+        device, dtype, groups = self.embed.weight.device, self.embed.weight.dtype, self.heads // self.kv_heads
         # Read when dynamo traces, so set around these first calls: freezing (weights as constants, prepacked), and
         # no "duck sizing", which would give the capacity the head size's symbol when they are equal (32 here),
         # specialising both graphs to that capacity.
@@ -169,5 +170,5 @@ class CompiledStep(torch.nn.Module):
                 ids, positions = (torch.zeros(rows, 1, dtype=torch.long, device=device) for _ in range(2))
                 bias = torch.zeros(rows * self.kv_heads, groups, capacity, device=device)
                 shape = (rows, self.kv_heads, capacity, self.head_dim)
-                caches = [torch.zeros(shape, dtype=self.head.dtype, device=device) for _ in range(2 * len(self.qkv))]
+                caches = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(2 * len(self.qkv))]
                 self.compiled(ids, positions, bias, caches)
