@@ -269,7 +269,10 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     assert listed["name"] == APP and listed["models"] == ["sentiment:2"] and listed["refs"] == ["sentiment@prod"]
     assert all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in listed["replicas"]), listed
     session = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["session"]
-    assert any("haproxy" in Path(f"/proc/{pid}/cmdline").read_text() for pid in ray_serve.session_members(session))
+    commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in ray_serve.session_members(session)]
+    (haproxy,) = [command for command in commands if command[0].endswith("/haproxy")]
+    config = Path(haproxy[haproxy.index("-f") + 1]).read_text()
+    assert f"nbthread {min(4, len(os.sched_getaffinity(0)))}\n" in config  # no more threads than CPUs
     ray_serve.disconnect()  # this process leaves before another stops the cluster under it
     code, _, err = _cli(app.home, "deploy", "stop", APP)
     assert code == 0 and "local Ray cluster" in err, err

@@ -74,10 +74,13 @@ DEPLOYMENT = "leptonkit"
 # HAProxy runs on the same node and reloads within a second, so 3 s. HAProxy also serves its Prometheus metrics and a
 # stats page on fixed ports (9101 and 8404, all interfaces), which two clusters on one machine would both bind: each
 # local cluster gets free ports for them.
+# HAProxy runs 4 threads by default in Ray; on a node with fewer CPUs they only take turns on them (HAProxy's own
+# default is one thread per CPU it may run on), so the local cluster gives it at most one per CPU.
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "3",
+    "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, len(os.sched_getaffinity(0)))),
 }
 CLUSTER_FILE = Path("deploy") / "ray-cluster.json"
 START_TIMEOUT_S = 120.0
