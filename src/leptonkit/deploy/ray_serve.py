@@ -64,9 +64,18 @@ from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.http import free_port
 
 DEPLOYMENT = "leptonkit"
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS has one: Linux; else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 # Ray Serve's high-throughput mode (Ray >= 2.56): HAProxy as the ingress, forwarding to each replica's own HTTP
 # server (direct ingress) instead of through the Python proxy actor. On this 2-core machine it took one replica from
-# 0.34x to 0.93x the direct server on /v1/classify and from 0.53x to 0.88x on streamed chat
+# 0.34x to 0.953x the direct server on /v1/classify and from 0.53x to 0.896x on streamed chat
 # (benchmarks/results/ray_overhead.json, newest run of each mode). Set for the local cluster ``deploy`` starts; a
 # cluster at ``--address`` needs them in its own environment. Exporting either as 0 before ``deploy`` turns it off.
 # A stopping replica stays reachable for a deregistration window before it closes its listener (HAProxy retries
@@ -80,7 +89,7 @@ HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "3",
-    "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, len(os.sched_getaffinity(0)))),
+    "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, _usable_cpus())),
 }
 CLUSTER_FILE = Path("deploy") / "ray-cluster.json"
 START_TIMEOUT_S = 120.0
