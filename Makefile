@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install lint
+.PHONY: demo test test-long install lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The tests marked `long` (minutes each, outside `make test`'s 15-minute budget on 2 cores).
+test-long: $(STAMP)
+	LEPTONKIT_TEST_LONG=1 $(PY) -m pytest -q -m long
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -87,6 +87,17 @@ def cli(home: Path):
     return run
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` (minutes each) stay out of ``make test``'s 15-minute budget on 2 cores: they run with
+    ``LEPTONKIT_TEST_LONG=1`` (``make test-long``)."""
+    if os.environ.get("LEPTONKIT_TEST_LONG") == "1":
+        return
+    skip = pytest.mark.skip(reason="long: run with LEPTONKIT_TEST_LONG=1 (make test-long)")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
+
 _SMOLLM2: dict = {}  # the background import of SmolLM2: {"home": Path, "process": Popen}
 
 
