@@ -86,14 +86,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     args = parser.parse_args()
 
-    from leptonkit.deploy import ray_serve
+    from leptonkit.deploy import ray_cluster, ray_serve
     from leptonkit.serve.config import ServeConfig
 
     info = machine()
     result: dict = {"clients": args.clients, "rounds": args.rounds, "round_seconds": args.round_seconds}
     result["estimator"] = ESTIMATOR
     # the Serve mode of the local cluster deploy starts (HAProxy ingress unless the environment turns it off)
-    serve_env = ray_serve.HIGH_THROUGHPUT_ENV
+    serve_env = ray_cluster.HIGH_THROUGHPUT_ENV
     result["ray_serve_env"] = {name: os.environ.get(name, value) for name, value in serve_env.items()}
     measure = (args.rounds, args.round_seconds, args.clients)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +131,7 @@ def main() -> None:
                 counts[variant] = [asyncio.run(load(*timed)) for _ in range(args.rounds)]
                 ray_serve.stop(variant, home=home, keep_cluster=True)
         finally:
-            ray_serve.stop_local_cluster(home)  # also after a failure: nothing left running
+            ray_cluster.stop_local_cluster(home)  # also after a failure: nothing left running
     ratios = [two / one for two, one in zip(counts["two_1cpu"], counts["one_2cpu"], strict=True) if one]
     result["scaling"] = {
         "requests_per_s_one_2cpu": round(sum(counts["one_2cpu"]) / (args.rounds * args.round_seconds), 1),

@@ -28,6 +28,7 @@ from tests.security.server import free_port
 from tests.serve.conftest import bearer, inference_keys, smollm2, tiny_encoders  # noqa: F401 (fixtures)
 
 ray_serve = pytest.importorskip("leptonkit.deploy.ray_serve", reason="ray[serve] is the deploy extra")
+ray_cluster = pytest.importorskip("leptonkit.deploy.ray_cluster", reason="ray[serve] is the deploy extra")
 
 APP = "lk"
 RPM = 20  # per key; the load helpers spread requests over keys so that only the rate-limit test meets the limit
@@ -67,14 +68,14 @@ def app(tmp_path_factory, tiny_encoders) -> Iterator[SimpleNamespace]:  # noqa: 
     assert code == 0, err
     info = json.loads(out)
     assert (info["status"], info["models"], len(info["replicas"])) == ("RUNNING", ["sentiment:1"], 2), info
-    ray_serve.connect(None, home)  # the cluster the CLI started and recorded under home, from this process
+    ray_cluster.connect(None, home)  # the cluster the CLI started and recorded under home, from this process
     keys = _fresh_keys(home)
     yield SimpleNamespace(
         home=home, registry=registry, url=f"http://127.0.0.1:{port}", keys=keys, deploy_s=time.monotonic() - started
     )
     if (home / "deploy" / "ray-cluster.json").exists():  # the last test stops it through the CLI; a failure leaves it
         ray_serve.stop(APP, home=home)
-    ray_serve.disconnect()  # a driver left on a stopped cluster ends its process (pytest) a minute later
+    ray_cluster.disconnect()  # a driver left on a stopped cluster ends its process (pytest) a minute later
 
 
 def _fresh_keys(home: Path) -> Iterator[str]:
@@ -269,15 +270,15 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     assert listed["name"] == APP and listed["models"] == ["sentiment:2"] and listed["refs"] == ["sentiment@prod"]
     assert all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in listed["replicas"]), listed
     session = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["session"]
-    commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in ray_serve.session_members(session)]
+    commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in ray_cluster.session_members(session)]
     (haproxy,) = [command for command in commands if command[0].endswith("/haproxy")]
     config = Path(haproxy[haproxy.index("-f") + 1]).read_text()
     assert f"nbthread {min(4, len(os.sched_getaffinity(0)))}\n" in config  # no more threads than CPUs
-    ray_serve.disconnect()  # this process leaves before another stops the cluster under it
+    ray_cluster.disconnect()  # this process leaves before another stops the cluster under it
     code, _, err = _cli(app.home, "deploy", "stop", APP)
     assert code == 0 and "local Ray cluster" in err, err
     # every process of the cluster's session ends, HAProxy (in a worker's own process group) included
-    assert ray_serve.session_members(session) == []
+    assert ray_cluster.session_members(session) == []
     assert not (app.home / "deploy" / "ray-cluster.json").exists()
 
 
