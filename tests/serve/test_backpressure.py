@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -86,6 +88,36 @@ def test_client_disconnect_frees_the_slot(small_server, monkeypatch):
     _wait(lambda: engine._seqs == [], timeout=5)
     assert seq.aborted and seq.generated < 120
     assert engine.stats() == {"running": 0, "waiting": 0}
+
+
+def test_a_client_that_leaves_a_non_streaming_request_aborts_its_generation(served_home, monkeypatch):
+    with serve_thread(models=["tiny"], home=str(served_home), max_num_seqs=1) as server:  # 600 s request timeout
+        engine = server.app.state.models.generators["tiny"]
+        frozen, release = threading.Event(), threading.Event()
+        step = engine._iterate
+
+        def step_then_hold(admitted):  # hold the engine after the request's first step, whatever its speed
+            step(admitted)
+            if engine._seqs and not frozen.is_set():
+                frozen.set()
+                release.wait(10)
+
+        monkeypatch.setattr(engine, "_iterate", step_then_hold)
+        payload = json.dumps(BODY | {"max_tokens": 120, "ignore_eos": True}).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as client:  # a raw socket: closed while the answer is owed
+            head = f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            client.sendall(f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+            assert frozen.wait(10)
+            (seq,) = engine._seqs
+        time.sleep(0.3)  # the connection is closed: the server notices while the engine is frozen
+        release.set()
+        _wait(lambda: engine._seqs == [], timeout=5)
+        assert seq.aborted and seq.generated < 120  # not generated to its end for nobody
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert re.search(r'leptonkit_requests_total\{[^}]*endpoint="/v1/completions"[^}]*status="499"\} 1\.0', metrics)
+        ok = httpx.post(f"{server.url}/v1/completions", json=BODY, timeout=30)
+        assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 4
 
 
 @pytest.mark.slow

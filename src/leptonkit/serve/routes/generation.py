@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive
 
 from leptonkit.errors import InvalidInputError, LeptonkitError
 from leptonkit.serve.admission import check_prompt_tokens, max_tokens, open_stream, reserve
 from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, Structured, TokenLogprob, collect
-from leptonkit.serve.middleware import annotate, metered, record_of
+from leptonkit.serve.middleware import CLIENT_CLOSED, annotate, metered, record_of
 from leptonkit.serve.models import Target
 from leptonkit.serve.protocol import error_body
 from leptonkit.serve.tool_calls import ToolCallParser, parse
@@ -234,14 +235,20 @@ async def respond(
     deadline = asyncio.get_running_loop().time() + config.request_timeout
     if not body.stream:
         tasks = [asyncio.ensure_future(collect(s)) for s in streams]
+        gathered = asyncio.gather(*tasks)
+        gone = asyncio.ensure_future(_client_gone(request.receive))
         try:
             async with asyncio.timeout_at(deadline):
-                results = await asyncio.gather(*tasks)
+                done, _ = await asyncio.wait((gathered, gone), return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             raise _deadline(config.request_timeout) from None
-        finally:  # one choice failed: the others are aborted rather than generated for nobody
+        finally:  # one choice failed, or the client left: the others are aborted rather than generated for nobody
+            gone.cancel()
             for task in tasks:
                 task.cancel()
+        if gathered not in done:  # the client closed the connection: its choices were aborted above
+            return Response(status_code=CLIENT_CLOSED)
+        results = gathered.result()
         choices = [
             shape.choice(
                 i, "".join(d.text for d in deltas), shape.logprobs(deltas), deltas[-1].finish_reason, stream=False
@@ -294,6 +301,15 @@ def _deadline(seconds: float) -> DeadlineError:
         f"the request did not finish within the server's timeout of {seconds:g} s",
         hint="ask for fewer tokens or retry when the server is less busy",
     )
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Return when the client has closed the connection. The body was read already, so the server's ``receive`` has
+    only ``http.disconnect`` left to give (uvicorn's, Ray Serve's, or a test client's once the response is sent): a
+    non-streaming answer is otherwise generated to its end for nobody (streamed ones stop with Starlette's own
+    disconnect watch)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
