@@ -90,7 +90,15 @@ def test_client_disconnect_frees_the_slot(small_server, monkeypatch):
     assert engine.stats() == {"running": 0, "waiting": 0}
 
 
-def test_a_client_that_leaves_a_non_streaming_request_aborts_its_generation(served_home, monkeypatch):
+LONG = {  # non-streaming requests of 100 tokens (the chat template's prompt and 100 fit the context of 128); greedy
+    # where EOS is not ignored, so that the outcome does not depend on a draw
+    "/v1/completions": BODY | {"max_tokens": 100, "ignore_eos": True},
+    "/v1/responses": {"model": "tiny", "input": "Hello", "max_output_tokens": 100, "temperature": 0},
+}
+
+
+@pytest.mark.parametrize("endpoint", LONG)
+def test_a_client_that_leaves_a_non_streaming_request_aborts_its_generation(served_home, monkeypatch, endpoint):
     with serve_thread(models=["tiny"], home=str(served_home), max_num_seqs=1) as server:  # 600 s request timeout
         engine = server.app.state.models.generators["tiny"]
         frozen, release = threading.Event(), threading.Event()
@@ -103,21 +111,28 @@ def test_a_client_that_leaves_a_non_streaming_request_aborts_its_generation(serv
                 release.wait(10)
 
         monkeypatch.setattr(engine, "_iterate", step_then_hold)
-        payload = json.dumps(BODY | {"max_tokens": 120, "ignore_eos": True}).encode()
+        payload = json.dumps(LONG[endpoint]).encode()
+        closed_before = _closed(server.url, endpoint)
         host, port = server.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as client:  # a raw socket: closed while the answer is owed
-            head = f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            head = f"POST {endpoint} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             client.sendall(f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
             assert frozen.wait(10)
             (seq,) = engine._seqs
         time.sleep(0.3)  # the connection is closed: the server notices while the engine is frozen
         release.set()
         _wait(lambda: engine._seqs == [], timeout=5)
-        assert seq.aborted and seq.generated < 120  # not generated to its end for nobody
-        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-        assert re.search(r'leptonkit_requests_total\{[^}]*endpoint="/v1/completions"[^}]*status="499"\} 1\.0', metrics)
-        ok = httpx.post(f"{server.url}/v1/completions", json=BODY, timeout=30)
+        assert seq.aborted and seq.generated < 100  # not generated to its end for nobody
+        assert _closed(server.url, endpoint) == closed_before + 1  # counted (and logged) as 499
+        ok = httpx.post(f"{server.url}/v1/completions", json=BODY | {"ignore_eos": True}, timeout=30)
         assert ok.status_code == 200 and ok.json()["usage"]["completion_tokens"] == 4
+
+
+def _closed(url: str, endpoint: str) -> float:
+    """``endpoint``'s requests counted with status 499 (client closed) by the server's process."""
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    found = re.search(rf'leptonkit_requests_total\{{[^}}]*endpoint="{endpoint}"[^}}]*status="499"\}} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
 
 
 @pytest.mark.slow

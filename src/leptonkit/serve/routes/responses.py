@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from leptonkit.errors import InvalidInputError, LeptonkitError
+from leptonkit.serve.middleware import CLIENT_CLOSED
 from leptonkit.serve.parsing import JsonRoute
 from leptonkit.serve.protocol import (
     ChatCompletionRequest,
@@ -52,6 +53,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
     except LeptonkitError as err:
         err.param = _responses_param(err.param, origins)
         raise
+    if answer.status_code == CLIENT_CLOSED:  # the client left before the answer: nobody reads one
+        return answer
     head = _head(body)
     if isinstance(answer, StreamingResponse):
         events = _events(head, answer.body_iterator, origins)
