@@ -148,7 +148,7 @@ def test_not_found_messages_name_no_folder(served_home):
 def test_log_content_logs_the_validated_prompt_redacted(served_home):
     """The middleware no longer reads bodies: the routes note the prompt they validated (behind a BOM too)."""
     body = {"model": "tiny", "messages": [{"role": "user", "content": "mail jane.doe@example.com now"}]}
-    raw = b"\xef\xbb\xbf" + json.dumps(body | {"max_tokens": 2}).encode()
+    raw = b"\xef\xbb\xbf" + json.dumps(body | {"max_tokens": 2, "ignore_eos": True}).encode()  # sampled: 2 tokens
     with _access_lines() as lines, _serving(served_home, log_content=True) as client:
         headers = {"content-type": "application/json", "X-Request-ID": "logged-content"}
         assert client.post("/v1/chat/completions", content=raw, headers=headers).status_code == 200
