@@ -22,6 +22,8 @@ def found(detector: PiiDetector, text: str, types: tuple[str, ...] = ("PERSON", 
     ("text", "expected"),
     [
         ("I am Margaret Thatcherton", [("PERSON", "Margaret Thatcherton")]),
+        ("Hi, I'm Odile Brennigan and my parcel is lost", [("PERSON", "Odile Brennigan")]),  # the cue contracted
+        ("Thanks! I’m Tobias.", [("PERSON", "Tobias")]),
         ("John Smith lives in Paris", [("PERSON", "John Smith"), ("LOCATION", "Paris")]),
         ("Dear Ms. Okonkwo-Baptiste, your order shipped.", [("PERSON", "Okonkwo-Baptiste")]),
         ("my name is Ingrid Solvang and I moved to New York", [("PERSON", "Ingrid Solvang"), ("LOCATION", "New York")]),
