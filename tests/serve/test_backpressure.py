@@ -64,19 +64,26 @@ def test_full_queue_answers_429_and_late_request_504(small_server):
     assert ok.status_code == 200  # the engine dropped the abandoned requests and serves again
 
 
-def test_client_disconnect_frees_the_slot(small_server, monkeypatch):
-    engine = small_server.app.state.models.generators["tiny"]
-    body = BODY | {"max_tokens": 120, "stream": True, "ignore_eos": True}
+def _hold_after_first_step(engine, monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Hold ``engine`` after the step that made a request's first token, whatever its speed: (``frozen``, set once
+    held; ``release``, to set to go on)."""
     frozen, release = threading.Event(), threading.Event()
     step = engine._iterate
 
-    def step_then_hold(admitted):  # hold the engine after the step that made the first token, whatever its speed
+    def step_then_hold(admitted):
         step(admitted)
         if engine._seqs and not frozen.is_set():
             frozen.set()
             release.wait(10)
 
     monkeypatch.setattr(engine, "_iterate", step_then_hold)
+    return frozen, release
+
+
+def test_client_disconnect_frees_the_slot(small_server, monkeypatch):
+    engine = small_server.app.state.models.generators["tiny"]
+    body = BODY | {"max_tokens": 120, "stream": True, "ignore_eos": True}
+    frozen, release = _hold_after_first_step(engine, monkeypatch)
     with httpx.Client(base_url=small_server.url, timeout=30) as client:
         with client.stream("POST", "/v1/completions", json=body) as response:
             assert response.status_code == 200
@@ -101,16 +108,7 @@ LONG = {  # non-streaming requests of 100 tokens (the chat template's prompt and
 def test_a_client_that_leaves_a_non_streaming_request_aborts_its_generation(served_home, monkeypatch, endpoint):
     with serve_thread(models=["tiny"], home=str(served_home), max_num_seqs=1) as server:  # 600 s request timeout
         engine = server.app.state.models.generators["tiny"]
-        frozen, release = threading.Event(), threading.Event()
-        step = engine._iterate
-
-        def step_then_hold(admitted):  # hold the engine after the request's first step, whatever its speed
-            step(admitted)
-            if engine._seqs and not frozen.is_set():
-                frozen.set()
-                release.wait(10)
-
-        monkeypatch.setattr(engine, "_iterate", step_then_hold)
+        frozen, release = _hold_after_first_step(engine, monkeypatch)
         payload = json.dumps(LONG[endpoint]).encode()
         closed_before = _closed(server.url, endpoint)
         host, port = server.url.removeprefix("http://").split(":")

@@ -65,8 +65,7 @@ _LEADING = re.compile(
     r"(?:Dear|Hi|Hello|Hey|Thanks|Thank|The|A|An|In|On|At|By|For|From|To|With|And|But|Or|So|If|When|Mr|Mrs|Ms|Miss|"
     r"Dr|Prof|Sir|Madam|Mx|Mister|Doctor|Professor|Captain|Sgt|Rev|Father|Sister|Brother|Uncle|Aunt|Saint|St|Yours|"
     r"Regards|Sincerely|Best|Cheers|Ask|Call|Tell|Email|Contact|Please|Is|Was|Did|Does|Do|Has|Have|I|I['’]m|My|Your|"
-    r"Our|"
-    r"His|Her|Their|This|That|These|Those|Name|Signed|Per|Via|Today|Yesterday|Tomorrow|Monday|Tuesday|Wednesday|"
+    r"Our|His|Her|Their|This|That|These|Those|Name|Signed|Per|Via|Today|Yesterday|Tomorrow|Monday|Tuesday|Wednesday|"
     r"Thursday|Friday|Saturday|Sunday|January|February|March|April|May|June|July|August|September|October|November|"
     r"December|Street|Road|Avenue)\.?"
 )
