@@ -65,10 +65,14 @@ def app(tmp_path_factory, tiny_encoders) -> Iterator[SimpleNamespace]:  # noqa: 
         home, "deploy", "ray", "sentiment@prod", "--replicas", "2", "--num-cpus", "0.5", "--port", str(port),
         "--name", APP, "--auth", "on", "--rate-limit-rpm", str(RPM), "--dtype", "float32", "--grace-period", "10",
     )  # fmt: skip
-    assert code == 0, err
-    info = json.loads(out)
-    assert (info["status"], info["models"], len(info["replicas"])) == ("RUNNING", ["sentiment:1"], 2), info
-    ray_cluster.connect(None, home)  # the cluster the CLI started and recorded under home, from this process
+    try:
+        assert code == 0, err
+        info = json.loads(out)
+        assert (info["status"], info["models"], len(info["replicas"])) == ("RUNNING", ["sentiment:1"], 2), info
+        ray_cluster.connect(None, home)  # the cluster the CLI started and recorded under home, from this process
+    except BaseException:
+        ray_cluster.stop_local_cluster(home)  # a failed setup leaves no cluster behind to slow the tests after it
+        raise
     keys = _fresh_keys(home)
     yield SimpleNamespace(
         home=home, registry=registry, url=f"http://127.0.0.1:{port}", keys=keys, deploy_s=time.monotonic() - started
