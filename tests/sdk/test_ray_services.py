@@ -3,7 +3,9 @@ a real local Ray cluster (``DeployModel(Toolkit, replicas=2).deploy(backend="ray
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from tests.serve.test_services import TOOLKIT
 ray_serve = pytest.importorskip("leptonkit.deploy.ray_serve", reason="ray[serve] is the deploy extra")
 
 
-def test_a_service_on_two_ray_replicas_batches_streams_scales_and_stops(home):
+def test_a_service_on_two_ray_replicas_batches_streams_scales_and_stops(home, tmp_path):
     deployment = lk.DeployModel(TOOLKIT, replicas=2).deploy(backend="ray", num_cpus=0.5)
     try:
         status = deployment.status()
@@ -30,6 +32,20 @@ def test_a_service_on_two_ray_replicas_batches_streams_scales_and_stops(home):
         assert [value for value, _ in results] == [i + 0.2 for i in range(64)]  # each result to its caller
         assert {replica for _, replica in results} == {r["id"] for r in status["replicas"]}  # both replicas served
         assert list(deployment.client().call("spell", text="ray")) == ["r", "a", "y"]
+        # Ray's HTTP servers leave disconnects to the app (``deploy/ray_ingress.py``): a stream whose client has
+        # gone stops all the same
+        for replica in status["replicas"]:
+            environ = Path(f"/proc/{replica['pid']}/environ").read_bytes().split(b"\0")
+            assert (
+                b"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=leptonkit.deploy.ray_ingress:ingress_middlewares" in environ
+            )
+        log = tmp_path / "drip.log"
+        with httpx.stream("POST", f"{deployment.url}/v1/services/toolkit/drip", json={"log": str(log)}) as response:
+            assert next(line for line in response.iter_lines() if line) == "data: 0"
+        time.sleep(1)  # the client has gone: 20 more items if nothing noticed
+        sent = log.read_text().count("\n")
+        time.sleep(0.5)
+        assert log.read_text().count("\n") == sent < 10
         deployment.scale(1)
         assert deployment.status()["target_replicas"] == 1
     finally:

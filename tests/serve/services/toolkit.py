@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import leptonkit as lk
 
@@ -29,6 +31,17 @@ class Toolkit(lk.Service):
     def spell(self, text: str, times: int = 1) -> Iterator[str]:
         for _ in range(times):
             yield from text
+
+    @lk.endpoint(stream=True)
+    def drip(self, log: str, times: int = 100) -> Iterator[int]:
+        """Slowly: one item per 50 ms, each written to the file ``log`` before it is sent (a client's disconnect
+        shows as a log that stops growing)."""
+        with Path(log).open("a") as written:
+            for i in range(times):
+                written.write(f"{i}\n")
+                written.flush()
+                yield i
+                time.sleep(0.05)
 
     @lk.endpoint()
     def repeat(self, text: str, times: int = 2) -> str:
