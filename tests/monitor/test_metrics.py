@@ -9,9 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from leptonkit.monitor import metrics, resources
-from tests.security.server import run_server
-
-APP = ["-m", "uvicorn", "--factory", "tests.security.apps:ops_app", "--host", "127.0.0.1", "--port", "{port}"]
+from tests.security.server import OPS_APP, run_server
 
 
 def _samples(text: str) -> dict:
@@ -24,7 +22,7 @@ def _samples(text: str) -> dict:
 
 def test_metrics_endpoint_counts_requests_and_exposes_process_use(tmp_path_factory):
     env = {"LEPTONKIT_HOME": str(tmp_path_factory.mktemp("home")), "LEPTONKIT_TEST_OPS": json.dumps({})}
-    with run_server(APP, tmp_path_factory.mktemp("log") / "server.log", env=env) as server:
+    with run_server(OPS_APP, tmp_path_factory.mktemp("log") / "server.log", env=env) as server:
         for _ in range(3):
             assert httpx.post(server.url + "/v1/echo", json={"model": "m1", "prompt": "a b"}).is_success
         assert httpx.post(server.url + "/v1/echo", json={"model": "typo-" * 10, "prompt": 5}).status_code == 422

@@ -6,9 +6,8 @@ import json
 
 import httpx
 
-from tests.security.server import run_server
+from tests.security.server import OPS_APP, run_server
 
-APP = ["-m", "uvicorn", "--factory", "tests.security.apps:ops_app", "--host", "127.0.0.1", "--port", "{port}"]
 EMAILS = ["jane.doe@example.com", "k.tanaka+bank@mail.example.org"]
 CARDS = ["4111 1111 1111 1111", "5500-0000-0000-0004"]
 NAMES = ["Margarethe Vandersloot", "Oluwaseun Adebayo"]
@@ -22,7 +21,7 @@ SECRET_TEXT = (
 
 def _server(tmp_path_factory, **settings):
     env = {"LEPTONKIT_HOME": str(tmp_path_factory.mktemp("home")), "LEPTONKIT_TEST_OPS": json.dumps(settings)}
-    return run_server(APP, tmp_path_factory.mktemp("log") / "server.log", env=env)
+    return run_server(OPS_APP, tmp_path_factory.mktemp("log") / "server.log", env=env)
 
 
 def _traffic(url: str) -> None:

@@ -10,9 +10,7 @@ import pytest
 
 from leptonkit.monitor.summary import parse, quantile, summarize
 from leptonkit.security.keys import KeyStore
-from tests.security.server import run_server
-
-APP = ["-m", "uvicorn", "--factory", "tests.security.apps:ops_app", "--host", "127.0.0.1", "--port", "{port}"]
+from tests.security.server import OPS_APP, run_server
 
 
 def test_quantile_interpolates_like_prometheus():
@@ -47,7 +45,7 @@ def test_summary_between_two_scrapes():
 def test_top_cli_reads_a_running_server(cli, home, tmp_path):
     _, key = KeyStore(home).create("watcher", "inference")
     env = {"LEPTONKIT_HOME": str(home), "LEPTONKIT_TEST_OPS": json.dumps({"auth": "on"})}
-    with run_server(APP, tmp_path / "server.log", env=env) as server:
+    with run_server(OPS_APP, tmp_path / "server.log", env=env) as server:
         stop = threading.Event()
 
         def load() -> None:

@@ -11,9 +11,9 @@ import os
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
-from leptonkit.serve.app import install_operations
 from leptonkit.serve.config import ServeConfig
 from leptonkit.serve.middleware import annotate
+from leptonkit.serve.operations import install_operations
 
 
 class EchoRequest(BaseModel):

@@ -16,6 +16,9 @@ import httpx
 
 from leptonkit.serve.http import free_port
 
+# the operations layer alone on a small app (``tests/security/apps.py``), its settings in LEPTONKIT_TEST_OPS
+OPS_APP = ["-m", "uvicorn", "--factory", "tests.security.apps:ops_app", "--host", "127.0.0.1", "--port", "{port}"]
+
 
 @dataclass
 class Server:

@@ -8,9 +8,7 @@ import httpx
 import pytest
 
 from leptonkit.security.keys import KeyStore
-from tests.security.server import run_server
-
-APP = ["-m", "uvicorn", "--factory", "tests.security.apps:ops_app", "--host", "127.0.0.1", "--port", "{port}"]
+from tests.security.server import OPS_APP, run_server
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +25,7 @@ def keys(tmp_path_factory) -> dict:
 
 def _serve(keys: dict, tmp_path_factory, **settings):
     env = {"LEPTONKIT_HOME": str(keys["home"]), "LEPTONKIT_TEST_OPS": json.dumps(settings)}
-    return run_server(APP, tmp_path_factory.mktemp("log") / "server.log", env=env)
+    return run_server(OPS_APP, tmp_path_factory.mktemp("log") / "server.log", env=env)
 
 
 @pytest.fixture(scope="module")

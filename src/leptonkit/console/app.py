@@ -83,7 +83,7 @@ def create_console(settings: ConsoleSettings) -> FastAPI:
 
 def mount_console(app: FastAPI, settings: ConsoleSettings) -> None:
     """``serve --console``: the console at ``/console`` of the serving ``app``, calling that server's API."""
-    from leptonkit.serve.app import mount_self_authenticated
+    from leptonkit.serve.operations import mount_self_authenticated
 
     mount_self_authenticated(app, MOUNT, create_console(settings))
 

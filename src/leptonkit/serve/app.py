@@ -1,6 +1,6 @@
 """The FastAPI application factory: models load in the lifespan, errors answer in OpenAI's shape.
 
-``create_app(config)`` builds the routes, then :func:`install_operations` adds what an operator needs around them:
+``create_app(config)`` builds the routes, then ``serve/operations.py`` adds what an operator needs around them:
 ``GET /metrics``, the safety policy, the middlewares (``serve/middleware.py``: request ids, auth, limits, logs) and
 the auth and error answers in ``/openapi.json`` (``serve/openapi.py``). Custom services (``--service``,
 ``serve/services/``) are checked here, before the server starts, and set up in the lifespan after the models.
@@ -20,24 +20,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.exceptions import HTTPException
-from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp
 
 from leptonkit.config import home as default_home
 from leptonkit.errors import LeptonkitError
 from leptonkit.monitor import metrics
-from leptonkit.monitor.logging import access_logger
 from leptonkit.security.ratelimit import RateLimiter
 from leptonkit.serve.config import ServeConfig
-from leptonkit.serve.middleware import AccessMiddleware, AccountingMiddleware
 from leptonkit.serve.models import ModelSet
-from leptonkit.serve.openapi import document_errors
+from leptonkit.serve.operations import install_operations
 from leptonkit.serve.protocol import best_error, error_body, field_path
 from leptonkit.serve.refusals import answer
 from leptonkit.serve.routes import admin, openai, responses, tasks, tokenizer
-from leptonkit.serve.safety import SafetyPolicy
 from leptonkit.serve.services import ServiceSet, install_services, service_spec
 
 
@@ -73,40 +67,6 @@ def create_app(config: ServeConfig, limiter: RateLimiter | None = None) -> FastA
     if services:
         install_services(app, services)
     return app
-
-
-def install_operations(app: FastAPI, config: ServeConfig, limiter: RateLimiter | None = None) -> None:
-    """Add ``/metrics``, the safety policy, the middlewares and the OpenAPI additions to ``app`` (once); the rate
-    limits are ``limiter``'s when given, else a :class:`RateLimiter` of ``config``'s limits (if any)."""
-    app.add_api_route(
-        "/metrics", _metrics_endpoint, methods=["GET"], tags=["operations"], response_class=PlainTextResponse
-    )
-    document_errors(app)
-    app.state.safety = SafetyPolicy.from_config(config)
-    limits = (config.rate_limit_rpm, config.rate_limit_tpm, config.max_streams_per_key)
-    if limiter is None and any(v is not None for v in limits):
-        limiter = RateLimiter(*limits)
-    app.state.limiter = limiter
-    app.add_middleware(AccessMiddleware, settings=config, limiter=app.state.limiter)
-    app.add_middleware(AccountingMiddleware, settings=config)  # added last: outermost, sees every refusal
-    if config.log_content:
-        from leptonkit.privacy.pii import NO_MODEL_WARNING
-        from leptonkit.registry.pii import default_detector
-
-        if default_detector().model_ref is None:  # names come from word lists and cues alone (privacy/names.py)
-            access_logger().warning({"event": "log_content", "message": NO_MODEL_WARNING})
-
-
-def mount_self_authenticated(app: FastAPI, path: str, sub_app: ASGIApp) -> None:
-    """Mount ``sub_app`` at ``path`` as an app that authenticates its own users (the web console: API key log-in,
-    session cookies): API-key checks skip its paths; request ids, logs, metrics, rate and body limits still apply."""
-    app.mount(path, sub_app)
-    app.state.self_authenticated = (*getattr(app.state, "self_authenticated", ()), path)
-
-
-def _metrics_endpoint() -> Response:
-    """Prometheus text exposition of every ``leptonkit_*`` metric plus process CPU and memory."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def _error(status: int, message: str, error_type: str, param: str | None = None) -> JSONResponse:

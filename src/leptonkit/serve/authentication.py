@@ -83,8 +83,8 @@ class RouteTable:
 
 
 def self_authenticated_mount(scope: Scope) -> str | None:
-    """The mount path of an app that authenticates its own users (``serve.app.mount_self_authenticated``, e.g. the
-    web console's session cookies) when the request is for it, else ``None``."""
+    """The mount path of an app that authenticates its own users (``serve.operations.mount_self_authenticated``, e.g.
+    the web console's session cookies) when the request is for it, else ``None``."""
     path = scope["path"]
     for prefix in getattr(scope["app"].state, "self_authenticated", ()):
         if path == prefix or path.startswith(f"{prefix}/"):

@@ -1,4 +1,4 @@
-"""The serving middlewares: one pure-ASGI class per concern, installed by ``serve.app.install_operations``.
+"""The serving middlewares: one pure-ASGI class per concern, installed by ``serve.operations.install_operations``.
 
 - :class:`AccountingMiddleware` (outermost) gives every HTTP request an id (accepts and returns ``X-Request-ID``)
   and a :class:`RequestRecord`, and when the request ends writes one JSON log line and the request metrics.
