@@ -43,7 +43,8 @@ def _usable_cpus() -> int:
 # HAProxy runs 4 threads by default in Ray; on a node with fewer CPUs they only take turns on them (HAProxy's own
 # default is one thread per CPU it may run on), so the local cluster gives it at most one per CPU.
 # Ray's HTTP servers leave watching for a client's disconnect to the app, which does it already (``ray_ingress``):
-# streamed chat then came out at 0.889x, 1.042x and 0.943x the direct server in three runs (ray_overhead.json).
+# with it, streamed chat met the 0.9x target in 4 of 5 short runs and 2 of 3 long ones, against 0 of 6 before
+# (benchmarks/results/ray_overhead.json).
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
