@@ -156,6 +156,30 @@ def test_two_replicas_answer_200_concurrent_requests_and_name_themselves(app) ->
     assert {body["data"][0]["label"] for _, _, body in results} <= {"negative", "positive"}
 
 
+def test_a_response_carries_one_request_id_the_callers_when_sane(app) -> None:
+    """Ray adds its own ``X-Request-ID`` after the app's (``deploy/ray_ingress.py`` keeps the app's alone)."""
+    keys = _key_pool(app)
+    mine = httpx.post(f"{app.url}/v1/classify", json=BODY, headers=bearer(next(keys)) | {"x-request-id": "req-42"})
+    assert mine.status_code == 200 and mine.headers.get_list("x-request-id") == ["req-42"]
+    fresh = httpx.post(f"{app.url}/v1/classify", json=BODY, headers=bearer(next(keys)))
+    (made,) = fresh.headers.get_list("x-request-id")
+    assert made and "," not in made
+    odd = httpx.post(f"{app.url}/v1/classify", json=BODY, headers=bearer(next(keys)) | {"x-request-id": "a b;c"})
+    (replaced,) = odd.headers.get_list("x-request-id")  # the app's fresh id, not the caller's bytes
+    assert replaced != "a b;c"
+
+
+def test_haproxy_leaves_request_metrics_to_the_replicas(app) -> None:
+    """No per-request log line from HAProxy for Ray to parse (``ray_cluster.HIGH_THROUGHPUT_ENV``): the replicas
+    count their requests themselves (the test after the next)."""
+    import ray
+    from ray.serve._private.constants import RAY_SERVE_HAPROXY_CONFIG_FILE_LOC
+
+    node = ray.get_runtime_context().get_node_id()
+    config = (Path(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC).parent / node / "haproxy.cfg").read_text()
+    assert "frontend http_frontend" in config and "log-format-sd" not in config
+
+
 def test_a_rate_limit_holds_across_both_replicas(app) -> None:
     key = next(app.keys)
     started = time.monotonic()
@@ -324,6 +348,14 @@ def test_a_vllm_replica_reserves_one_gpu_bundle_per_tensor_and_pipeline_rank() -
     assert packed["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 0}  # the vLLM workers take the GPUs
     spread = ray_serve.deployment_options(_parallel_config(tensor_parallel_size=2, pipeline_parallel_size=2), options)
     assert len(spread["placement_group_bundles"]) == 4 and spread["placement_group_strategy"] == "PACK"
+
+
+def test_serve_writes_no_second_access_log_beside_the_apps() -> None:
+    from ray.serve.schema import LoggingConfig
+
+    options = {"num_cpus": 1.0, "num_gpus": 0.0, "replicas": 1, "autoscale": None}
+    logging = ray_serve.deployment_options(_parallel_config(), options)["logging_config"]
+    assert LoggingConfig(**logging).enable_access_log is False  # as Ray reads it (an unknown key is refused)
 
 
 def test_a_vllm_tensor_parallel_replica_serves_on_gpus(request) -> None:

@@ -45,12 +45,17 @@ def _usable_cpus() -> int:
 # Ray's HTTP servers leave watching for a client's disconnect to the app, which does it already (``ray_ingress``):
 # with it, streamed chat met the 0.9x target in 4 of 5 short runs and 2 of 3 long ones, against 0 of 6 before
 # (benchmarks/results/ray_overhead.json).
+# HAProxy's per-request Serve metrics are off: HAProxy writes a log line per request that Ray's HAProxyManager actor
+# parses in Python (0.16 ms of CPU per /v1/classify request on this machine, about 3% of all the CPU a request costs
+# end to end, client included; dev measurement) to count what each replica's own Prometheus endpoint counts already
+# (``ray_replica``), which the Grafana dashboard and alerts read.
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "3",
     "RAY_SERVE_HAPROXY_NBTHREAD": str(min(4, _usable_cpus())),
     "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "leptonkit.deploy.ray_ingress:ingress_middlewares",
+    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
 }
 CLUSTER_FILE = Path("deploy") / "ray-cluster.json"
 START_TIMEOUT_S = 120.0

@@ -92,6 +92,8 @@ def deployment_options(config: ServeConfig, options: dict[str, Any]) -> dict[str
         "graceful_shutdown_wait_loop_s": 0.5,
         "health_check_period_s": 2.0,
         "rolling_update_percentage": 0.01,  # with the surge below: one replica at a time
+        # the app writes one structured access line per request itself, as ``serve`` turns uvicorn's off
+        "logging_config": {"enable_access_log": False},
     }
     world = parallel_gpus(config)
     if world > 1:
