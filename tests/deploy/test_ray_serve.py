@@ -169,17 +169,6 @@ def test_a_response_carries_one_request_id_the_callers_when_sane(app) -> None:
     assert replaced != "a b;c"
 
 
-def test_haproxy_leaves_request_metrics_to_the_replicas(app) -> None:
-    """No per-request log line from HAProxy for Ray to parse (``ray_cluster.HIGH_THROUGHPUT_ENV``): the replicas
-    count their requests themselves (the test after the next)."""
-    import ray
-    from ray.serve._private.constants import RAY_SERVE_HAPROXY_CONFIG_FILE_LOC
-
-    node = ray.get_runtime_context().get_node_id()
-    config = (Path(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC).parent / node / "haproxy.cfg").read_text()
-    assert "frontend http_frontend" in config and "log-format-sd" not in config
-
-
 def test_a_rate_limit_holds_across_both_replicas(app) -> None:
     key = next(app.keys)
     started = time.monotonic()
@@ -300,14 +289,19 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     session = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["session"]
     commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in ray_cluster.session_members(session)]
     (haproxy,) = [command for command in commands if command[0].endswith("/haproxy")]
-    config = Path(haproxy[haproxy.index("-f") + 1]).read_text()
+    config_file = Path(haproxy[haproxy.index("-f") + 1])
+    config = config_file.read_text()
     assert f"nbthread {min(4, len(os.sched_getaffinity(0)))}\n" in config  # no more threads than CPUs
+    # no per-request log line for Ray to parse into metrics the replicas keep themselves
+    assert "frontend http_frontend" in config and "log-format-sd" not in config
+    temp_dir = Path(json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["temp_dir"])
+    assert config_file.is_relative_to(temp_dir)  # HAProxy's files go with the cluster
     ray_cluster.disconnect()  # this process leaves before another stops the cluster under it
     code, _, err = _cli(app.home, "deploy", "stop", APP)
     assert code == 0 and "local Ray cluster" in err, err
     # every process of the cluster's session ends, HAProxy (in a worker's own process group) included
     assert ray_cluster.session_members(session) == []
-    assert not (app.home / "deploy" / "ray-cluster.json").exists()
+    assert not (app.home / "deploy" / "ray-cluster.json").exists() and not temp_dir.exists()
 
 
 @pytest.mark.parametrize(

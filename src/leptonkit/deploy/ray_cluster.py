@@ -80,6 +80,20 @@ def _check_reachable(address: str) -> None:
         ) from None
 
 
+def _haproxy_files(temp_dir: Path) -> dict[str, str]:
+    """HAProxy's config, sockets and server state in the cluster's temp dir, which ``stop`` removes (Ray's default,
+    ``/tmp/haproxy-serve/<node id>/``, outlives every cluster). HAProxy binds a Unix socket as ``PATH.<pid>.tmp``
+    first: ``/tmp/lkray-UID-PORT/hap/<56-hex node id>/admin.sock`` plus that suffix stays within the 107 bytes."""
+    folder = temp_dir / "hap"
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(folder / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(folder / "metrics.sock"),
+    }
+
+
 def start_local_cluster(home: Path) -> dict[str, Any]:
     """``ray start --head`` in a new session on 127.0.0.1, with token authentication (a fresh token in
     ``home/deploy/ray-token``, mode 0600); its record (address, session id, token file), saved under ``home``."""
@@ -105,7 +119,7 @@ def start_local_cluster(home: Path) -> dict[str, Any]:
     ]
     log = folder / "ray-start.log"
     haproxy_ports = {f"RAY_SERVE_HAPROXY_{kind}_PORT": str(_cluster_port()) for kind in ("METRICS", "STATS")}
-    serve_env = HIGH_THROUGHPUT_ENV | haproxy_ports
+    serve_env = HIGH_THROUGHPUT_ENV | haproxy_ports | _haproxy_files(temp_dir)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
