@@ -286,7 +286,8 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     (listed,) = json.loads(out)
     assert listed["name"] == APP and listed["models"] == ["sentiment:2"] and listed["refs"] == ["sentiment@prod"]
     assert all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in listed["replicas"]), listed
-    session = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["session"]
+    record = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())
+    session, temp_dir = record["session"], Path(record["temp_dir"])
     commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in ray_cluster.session_members(session)]
     (haproxy,) = [command for command in commands if command[0].endswith("/haproxy")]
     config_file = Path(haproxy[haproxy.index("-f") + 1])
@@ -294,7 +295,6 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     assert f"nbthread {min(4, len(os.sched_getaffinity(0)))}\n" in config  # no more threads than CPUs
     # no per-request log line for Ray to parse into metrics the replicas keep themselves
     assert "frontend http_frontend" in config and "log-format-sd" not in config
-    temp_dir = Path(json.loads((app.home / "deploy" / "ray-cluster.json").read_text())["temp_dir"])
     assert config_file.is_relative_to(temp_dir)  # HAProxy's files go with the cluster
     ray_cluster.disconnect()  # this process leaves before another stops the cluster under it
     code, _, err = _cli(app.home, "deploy", "stop", APP)
