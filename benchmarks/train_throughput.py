@@ -4,10 +4,12 @@ Both train all-MiniLM-L6-v2 with a fresh classification head on the same tokenis
 tokenisation), batch 32, one epoch, AdamW with linear decay, at the same precision. The Trainer runs in its fastest
 documented CPU setup: ``bf16=True`` (bf16 autocast), dynamic padding (``DataCollatorWithPadding``) and length
 grouping (``train_sampling_strategy="group_by_length"``); leptonkit runs its loop with length-grouped batches and
-bf16 autocast. ``--precisions bf16,fp32`` adds the same pair in float32. Runs alternate (Trainer, leptonkit,
-Trainer, ...) so that load from other processes hits both alike. Dev accuracy is measured after each run, outside
-the timed part. On a CPU without native bf16 matmuls (no AVX-512 BF16 or AMX) bf16 autocast is emulated and several
-times slower than float32 for both, so there the default pair is float32, the fastest setup of both.
+bf16 autocast (and, as for every BERT-family classifier, its last layer computing only the first token's row, the one
+its head reads: ``leptonkit.train.first_token``; the same logits and gradients). ``--precisions bf16,fp32`` adds the
+same pair in float32. Runs alternate (Trainer, leptonkit, Trainer, ...) so that load from other processes hits both
+alike. Dev accuracy is measured after each run, outside the timed part. On a CPU without native bf16 matmuls (no
+AVX-512 BF16 or AMX) bf16 autocast is emulated and several times slower than float32 for both, so there the default
+pair is float32, the fastest setup of both.
 
 Estimator, fixed before the run (``ESTIMATOR``): per precision, the median over repeats of the per-repeat ratio
 leptonkit samples/s / Trainer samples/s (the two runs of a repeat are back to back). The target is >= 1.3x, judged
@@ -170,8 +172,11 @@ def main() -> None:
         ]
         for p in precisions
     }
+    from leptonkit.train.first_token import last_layer
+
     result = {
         "benchmark": "train_throughput",
+        "leptonkit_loop": {"first_token_rows": last_layer(fresh_model(args.seed)) is not None},
         "setup": {
             "model": "builtin:minilm (all-MiniLM-L6-v2) + new 2-class head",
             "data": "SST-2 train sample",

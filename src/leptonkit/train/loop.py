@@ -17,10 +17,12 @@ Interface::
 
 Behaviour: AdamW (no weight decay on biases and norms), warmup then linear/cosine/constant decay (transformers'
 schedulers), gradient accumulation and clipping, bf16 autocast where the CPU/GPU supports it, fp16 autocast with a
-GradScaler on other GPUs. Bounds: ``epochs``, ``max_steps``, ``max_minutes``. Every ``checkpoint_every`` optimiser
-steps a checkpoint holds the trainable weights, optimiser, scheduler, scaler, all RNG states and the position in
-the data, so that ``resume`` continues exactly where the run stopped. Early stopping keeps the best checkpoint in
-``best/``; when the loop returns, the model holds the best weights (or the last ones when there was no evaluation).
+GradScaler on other GPUs. A BERT-family sequence classifier computes only the first token's row in its last layer,
+the one row its head reads (:mod:`leptonkit.train.first_token`). Bounds: ``epochs``, ``max_steps``, ``max_minutes``.
+Every ``checkpoint_every`` optimiser steps a checkpoint holds the trainable weights, optimiser, scheduler, scaler, all
+RNG states and the position in the data, so that ``resume`` continues exactly where the run stopped. Early stopping
+keeps the best checkpoint in ``best/``; when the loop returns, the model holds the best weights (or the last ones when
+there was no evaluation).
 
 Stops that need the user: a non-finite loss or gradient stops before the bad update, saves the last good state
 and raises :class:`NonFiniteLossError`; Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`, whose
@@ -76,6 +78,7 @@ from leptonkit.train.distributed import (
     world_size,
     wrap,
 )
+from leptonkit.train.first_token import first_token_rows
 from leptonkit.train.history import METRIC_LOG
 from leptonkit.train.progress import ProgressDisplay
 from leptonkit.train.recipe import TrainSettings
@@ -328,7 +331,7 @@ def train_loop(
     display = ProgressDisplay(steps, done=progress.step, every=settings.log_every, enabled=is_main())
     ctrl_c = _GracefulInterrupt()
     try:
-        with display:
+        with display, first_token_rows(unwrap(model)):
             while progress.step < steps and status == "completed":
                 for batch in _epoch_batches(train_loader, sampler, progress):
                     batch = _move(batch, device)
