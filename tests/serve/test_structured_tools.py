@@ -214,6 +214,7 @@ BAD_RESPONSES = [
      "input[0].content[0]"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "bogus"}}}}, "text.format"),
     ({"max_output_tokens": 10**6}, "max_output_tokens"),
+    ({"input": [{"type": ["message"], "role": "user", "content": "hi"}]}, "input[0]"),  # once a 500 (fuzzed)
 ]  # fmt: skip
 
 

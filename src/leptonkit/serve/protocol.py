@@ -312,7 +312,7 @@ def _item_type(item: Any) -> str | None:
     """An input item's model (a message may leave its type out); the tags are class names, which ``field_path``
     leaves out of a refusal's ``param``."""
     kind = item.get("type", "message") if isinstance(item, dict) else getattr(item, "type", "message")
-    return _ITEMS.get(kind)
+    return _ITEMS.get(kind) if isinstance(kind, str) else None  # a list or an object as type: not an item
 
 
 ResponseItem = Annotated[
