@@ -36,13 +36,18 @@ def logits_and_gradients(model: torch.nn.Module, batch: dict) -> tuple[torch.Ten
     return out.logits.detach(), grads
 
 
-def assert_same_as_full_forward(model: torch.nn.Module) -> None:
+def assert_same_as_full_forward(model: torch.nn.Module, rows: int = 1) -> None:
+    """The same logits and gradients with and without :func:`first_token_rows`, whose last layer's feed-forward
+    then runs on ``rows`` rows per text."""
     model.eval()  # no dropout: both passes see the same function
     batch = padded_batch()
     full_logits, full_grads = logits_and_gradients(model, batch)
+    shapes: list[torch.Size] = []
+    hook = last_layer(model).intermediate.register_forward_hook(lambda _m, args, _out: shapes.append(args[0].shape))
     with first_token_rows(model) as applied:
         logits, grads = logits_and_gradients(model, batch)
-    assert applied
+    hook.remove()
+    assert applied and [s[1] for s in shapes] == [rows]
     torch.testing.assert_close(logits, full_logits, rtol=0, atol=1e-6)
     assert grads.keys() == full_grads.keys()
     scale = max(g.abs().max() for g in full_grads.values())
@@ -74,6 +79,18 @@ def test_a_lora_classifier_gets_the_same_gradients_on_its_adapters() -> None:
     base = transformers.BertForSequenceClassification(tiny_bert_config(["a", "b"], **SIZES))
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["query", "value"], init_lora_weights=False))
     assert_same_as_full_forward(model)
+
+
+def test_a_prefix_tuned_classifier_keeps_its_full_last_layer() -> None:
+    from peft import PrefixTuningConfig, TaskType, get_peft_model
+
+    from leptonkit.registry.loading import expose_past_key_values
+
+    torch.manual_seed(0)
+    base = transformers.BertForSequenceClassification(tiny_bert_config(["a", "b"], **SIZES))
+    expose_past_key_values(base)
+    model = get_peft_model(base, PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=4))
+    assert_same_as_full_forward(model, rows=11)  # its virtual keys come in a cache: the layer's own forward
 
 
 def test_the_layer_is_restored_and_other_models_are_left_alone() -> None:

@@ -7,11 +7,12 @@ attention output, feed-forward and norms for the first token alone. Computing ju
 and gradients (up to float rounding) and saves most of a layer: measured on MiniLM-L6 (6 layers), float32, SST-2
 rows in length-grouped batches of 32 on this 2-core AVX2 CPU, a training step took 0.54 s instead of 0.65 s.
 
-The layer's own modules do the work (LoRA-wrapped projections included) and the attention runs through the
-function ``transformers`` picks for the model (``sdpa`` or ``eager``), with the mask's first query row. The change
-is a ``forward`` set on the layer instance inside :func:`first_token_rows` and removed after it, so weights, state
-dict and checkpoints are untouched. Inside it the model's ``last_hidden_state`` is that one row: the training loop,
-which reads only the loss and logits, is the one place it is used.
+The layer's own modules do the work (LoRA-wrapped projections included) and the attention runs through the function
+``transformers`` picks for the model (``sdpa`` or ``eager``), with the mask's first query row; with a cache (prefix
+tuning's virtual keys and values) the layer runs its own forward. The change is a ``forward`` set on the layer
+instance inside :func:`first_token_rows` and removed after it, so weights, state dict and checkpoints are untouched.
+Inside it the model's ``last_hidden_state`` is that one row: the training loop, which reads only the loss and
+logits, is the one place it is used.
 """
 
 from __future__ import annotations
@@ -69,9 +70,16 @@ def first_token_rows(model: torch.nn.Module) -> Iterator[bool]:
 
 
 def _first_row_forward(
-    layer: torch.nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *_: Any, **__: Any
+    layer: torch.nn.Module,
+    hidden_states: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *args: Any,
+    **kwargs: Any,
 ) -> torch.Tensor:
-    """A BERT layer's output for the first token: keys and values over every token, the rest over that one row."""
+    """A BERT layer's output for the first token: keys and values over every token, the rest over that one row.
+    With a cache (prefix tuning's virtual keys and values) or cross-attention inputs, the layer's own forward."""
+    if any(a is not None for a in args) or any(v is not None for v in kwargs.values() if not isinstance(v, bool)):
+        return type(layer).forward(layer, hidden_states, attention_mask, *args, **kwargs)
     attention = layer.attention.self
     batch, length, _ = hidden_states.shape
     head = attention.attention_head_size
