@@ -23,9 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.bert.modeling_bert import eager_attention_forward
-from transformers.pytorch_utils import apply_chunking_to_forward
 
 # classifier classes whose head reads only position 0 of the last hidden state, over BERT-shaped layers
 CLASSIFIERS = frozenset(
@@ -78,6 +75,12 @@ def _first_row_forward(
 ) -> torch.Tensor:
     """A BERT layer's output for the first token: keys and values over every token, the rest over that one row.
     With a cache (prefix tuning's virtual keys and values) or cross-attention inputs, the layer's own forward."""
+    # imported here, not at the top: transformers' modeling code takes seconds to import, and the training loop
+    # (which imports this module) is imported by commands that may refuse their input before any model loads
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+    from transformers.pytorch_utils import apply_chunking_to_forward
+
     if any(a is not None for a in args) or any(v is not None for v in kwargs.values() if not isinstance(v, bool)):
         return type(layer).forward(layer, hidden_states, attention_mask, *args, **kwargs)
     attention = layer.attention.self
