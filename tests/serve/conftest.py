@@ -209,7 +209,7 @@ class ServerThread:
 def serve_thread(setup: Callable[[Any], None] | None = None, **fields) -> Iterator[ServerThread]:
     from leptonkit.serve.config import ServeConfig
 
-    with ServerThread(ServeConfig(port=0, threads=1, **fields), setup) as server:
+    with ServerThread(ServeConfig(**{"port": 0, "threads": 1} | fields), setup) as server:
         yield server
 
 

@@ -50,7 +50,7 @@ PET = {
 @pytest.fixture(scope="module")
 def smol_server(smollm2):
     home, _ = smollm2
-    with serve_thread(models=["smol"], home=str(home), dtype="float32", max_num_seqs=64) as server:
+    with serve_thread(models=["smol"], home=str(home), dtype="float32", max_num_seqs=64, threads=2) as server:
         yield server
 
 
