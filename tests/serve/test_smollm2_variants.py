@@ -145,7 +145,7 @@ def brief(smollm2, tmp_path_factory: pytest.TempPathFactory):
         lora={"r": 4, "alpha": 8, "dropout": 0.0},
         sft={"samples": 0},
         max_steps=6,
-        batch_size=8,
+        batch_size=4,  # 24 records: the held-out loss falls by ~0.24 (as with 8), in half the time
         max_length=96,
         lr=2e-3,
         precision="fp32",
