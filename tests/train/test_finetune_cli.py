@@ -88,17 +88,6 @@ def test_bad_input_is_one_line_and_exit_2(cli, sst2_prepared: Path, args: list[s
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_a_recipe_is_checked_before_transformers_modeling_code_is_imported() -> None:
-    """What the CLI imports to check a recipe leaves out transformers' modeling code (seconds to import, with torchao
-    and scipy behind it), so that bad input is refused in the time it takes to import torch."""
-    import sys
-
-    probe = "import sys, leptonkit.train.api; print('transformers.modeling_utils' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
-
-
 def test_ctrl_c_checkpoints_then_resume_finishes(home: Path, tmp_path: Path, tiny_bert_dir, sst2_prepared) -> None:
     run = tmp_path / "run"
     finetune = _finetune(tiny_bert_dir, sst2_prepared, "full", "interrupted", "--epochs", "30", "--batch-size", "8")
