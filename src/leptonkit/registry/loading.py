@@ -16,7 +16,7 @@ from typing import Any
 
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.artifacts import ADAPTER_CONFIG, folder_kind, infer_task
-from leptonkit.registry.quantized import load_pickled, quantization_info
+from leptonkit.registry.quantized import load_state, quantization_info
 from leptonkit.registry.store import ModelVersion, Registry
 
 LABELS_FILE = "labels.json"
@@ -88,8 +88,8 @@ def load_model(
         tokenizer_path = path if (path / "tokenizer_config.json").is_file() else base_path
     else:
         info = quantization_info(path)
-        if info is not None and info["format"] == "torch.save":  # torchao's CPU int4 (see registry.quantized)
-            model = load_pickled(path, auto_class(task), extra)
+        if info is not None and info["format"] != "safetensors":  # torchao's CPU int4 (see registry.quantized)
+            model = load_state(path, auto_class(task), extra)
         else:
             model = auto_class(task).from_pretrained(path, **extra)
         tokenizer_path = path

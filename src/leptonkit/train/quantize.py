@@ -14,8 +14,8 @@ in int8, :func:`quantize_head`):
   on every call (measured 28x and 73x slower decoding than float32, +0.19 bits per character on SmolLM2 with
   symmetric groups). The model is quantised, and runs, in bfloat16: the kernel is written for bf16 activations
   and takes float32 ones about 10x slower (a 576x1536 layer on this AVX2 CPU: 0.15 against 1.3 ms for one row,
-  6 against 150 ms for 150 rows; dense float32 takes 0.11 and 2.7 ms). Stored with ``torch.save``
-  (:mod:`leptonkit.registry.quantized`).
+  6 against 150 ms for 150 rows; dense float32 takes 0.11 and 2.7 ms). Stored as a state dict whose int4 weights
+  do not depend on the CPU that packed them (:mod:`leptonkit.registry.quantized`).
 - ``fp8``: float8 activations and weights (``Float8DynamicActivationFloat8WeightConfig``), for GPUs of compute
   capability 8.9+; elsewhere it is refused before anything is loaded.
 
@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from leptonkit.errors import InvalidInputError
 from leptonkit.registry.artifacts import folder_kind
 from leptonkit.registry.loading import LoadedModel, auto_class, load_model
-from leptonkit.registry.quantized import QUANTIZATION_FILE, save_pickled, write_info
+from leptonkit.registry.quantized import QUANTIZATION_FILE, STATE_FORMAT, save_state, write_info
 from leptonkit.registry.store import ModelVersion, Registry
 from leptonkit.train.evaluate import PRIMARY_METRIC, eval_task, evaluate_records, load_records
 
@@ -60,14 +60,14 @@ def _fp8() -> Any:
 
 class Method(NamedTuple):
     config: Callable[[], Any]  # the torchao configuration
-    storage: str  # "safetensors" or "torch.save" (see leptonkit.registry.quantized)
+    storage: str  # "safetensors" or "state_dict" (see leptonkit.registry.quantized)
     dtype: str  # the dtype the model is quantised in and runs in
     head: bool  # the LM head in int8 (see quantize_head)
 
 
 METHODS: dict[str, Method] = {
     "int8": Method(_int8, "safetensors", "float32", head=False),
-    "int4": Method(_int4, "torch.save", "bfloat16", head=True),
+    "int4": Method(_int4, STATE_FORMAT, "bfloat16", head=True),
     "fp8": Method(_fp8, "safetensors", "float32", head=False),
 }
 # the metric each task's quality is compared on, and whether lower is better
@@ -155,8 +155,8 @@ def quantize(
     with tempfile.TemporaryDirectory(prefix="leptonkit-quantize-") as tmp:
         folder = Path(tmp) / "model"
         folder.mkdir()
-        if storage == "torch.save":
-            save_pickled(model, folder, info)
+        if storage == STATE_FORMAT:
+            save_state(model, folder, info)
         else:
             model.save_pretrained(folder)
             write_info(folder, info)

@@ -8,7 +8,9 @@ Llama on this 2-CPU machine, in-process: a one-sequence decode step went from 5.
 step from 11.4 to 10.3 ms. It is what vLLM's own model classes do, kept to the one family leptonkit pretrains and
 most small open models use; other models keep the generic forward. Of quantised weights, torchao's CPU int4
 (``models quantize --method int4``) is fused too: its packed rows and their scales are concatenated as they are,
-which gives the separate layers' outputs bit for bit (checked in the tests); int8 keeps the generic forward.
+which gives the separate layers' outputs bit for bit (checked in the tests) where each layer's rows fill whole
+packing blocks of this CPU (:func:`~leptonkit.registry.quantized.int4_rows_concatenate`; else the model keeps the
+generic forward); int8 keeps the generic forward.
 
 The fused weights are the only copy: the original projections keep views of them (int4: of the packed rows; each
 keeps its own scales, which the kernel needs contiguous). The KV cache and attention are
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 from transformers.models.llama.modeling_llama import rotate_half
 
+from leptonkit.registry.quantized import int4_rows_concatenate
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, decode_attention, one_token_attention
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
@@ -59,7 +62,7 @@ def _plain_layer(layer: Any) -> bool:
 
 
 def _fusable(group: list[torch.Tensor]) -> bool:
-    """Whether ``group`` is plain weights, or torchao int4 ones of one group size."""
+    """Whether ``group`` is plain weights, or torchao int4 ones of one group size whose packed rows concatenate."""
     weight = group[0]
     if type(weight) is torch.Tensor:
         return all(type(other) is torch.Tensor for other in group)
@@ -68,6 +71,7 @@ def _fusable(group: list[torch.Tensor]) -> bool:
         and weight.act_mapping_type is None
         and weight.act_pre_scale is None
         and all(type(other) is type(weight) and other.block_size == weight.block_size for other in group)
+        and int4_rows_concatenate(tuple(other.shape[0] for other in group), weight.shape[1])
     )
 
 
