@@ -42,6 +42,8 @@ def int4_home(tmp_path_factory: pytest.TempPathFactory, trained_generator) -> tu
 
 
 def test_an_int4_version_gives_the_same_logits_on_a_cpu_with_other_vector_instructions(int4_home):
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("this CPU runs ATen's plain kernels already: there is no other packing to compare with")
     registry, ref = int4_home
     loaded = load_model(ref, registry=registry)
     with torch.inference_mode():
@@ -53,7 +55,7 @@ def test_an_int4_version_gives_the_same_logits_on_a_cpu_with_other_vector_instru
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     there = json.loads(done.stdout.strip().splitlines()[-1])
-    assert there["capability"] == "DEFAULT" != torch.backends.cpu.get_cpu_capability()
+    assert there["capability"] == "DEFAULT"
     other = torch.tensor(there["logits"])
     # the two kernels sum in another order, in bfloat16: agreement to its rounding (rows packed for another CPU's
     # layout were off by the logits' whole range)
