@@ -50,7 +50,7 @@ def save_state(model: Any, folder: Path, info: dict[str, Any]) -> None:
     if getattr(model, "generation_config", None) is not None and model.can_generate():
         model.generation_config.save_pretrained(folder)
     save_file(portable_state(model.state_dict()), folder / STATE_WEIGHTS)
-    write_info(folder, info | {"format": STATE_FORMAT, "weights": STATE_WEIGHTS})
+    write_info(folder, info | {"weights": STATE_WEIGHTS})
 
 
 def write_info(folder: Path, info: dict[str, Any]) -> None:
