@@ -278,6 +278,28 @@ def test_gpus_the_cluster_lacks_are_refused_and_leave_nothing(app) -> None:
     assert [status["name"] for status in ray_serve.status(home=app.home)] == [APP]
 
 
+def _one_haproxy(session: int, timeout: float = 30) -> list[list[str]]:
+    """The command lines of the cluster's HAProxy processes, once there is one. Ray reloads HAProxy when replicas
+    change (the tests before this one scale and roll), and the old process stays until its connections close."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            command
+            for command in map(_command, ray_cluster.session_members(session))
+            if command[0].endswith("/haproxy")
+        ]
+        if len(found) == 1 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _command(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:  # ended meanwhile (an old HAProxy leaving)
+        return [""]
+
+
 def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     # the app keeps the autoscaling test's 1:2: the update test's load may have started a second replica
     ray_serve.wait_until(APP, lambda s: all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in s["replicas"]), 60)
@@ -288,8 +310,7 @@ def test_cli_status_then_stop_ends_the_app_and_the_local_cluster(app) -> None:
     assert all(r["state"] == "RUNNING" and r["in_flight"] == 0 for r in listed["replicas"]), listed
     record = json.loads((app.home / "deploy" / "ray-cluster.json").read_text())
     session, temp_dir = record["session"], Path(record["temp_dir"])
-    commands = [Path(f"/proc/{pid}/cmdline").read_text().split("\0") for pid in ray_cluster.session_members(session)]
-    (haproxy,) = [command for command in commands if command[0].endswith("/haproxy")]
+    (haproxy,) = _one_haproxy(session)
     config_file = Path(haproxy[haproxy.index("-f") + 1])
     config = config_file.read_text()
     assert f"nbthread {min(4, len(os.sched_getaffinity(0)))}\n" in config  # no more threads than CPUs
