@@ -13,12 +13,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.errors import InvalidInputError
-from leptonkit.registry.quantized import int4_rows_concatenate
 from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse, decode_staggered, greedy_continuations, quantize_int4
+from tests.serve.conftest import (
+    assert_diverse,
+    decode_staggered,
+    greedy_continuations,
+    quantize_int4,
+    skip_unless_int4_fuses,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +106,8 @@ def test_int4_projections_are_fused_bit_for_bit_and_kept_as_views(tiny):
     trained, tokenizer = tiny
     model = copy.deepcopy(trained).to(torch.bfloat16)
     quantize_int4(model)
+    skip_unless_int4_fuses(model.config)  # the next test: projections that do not fuse
     attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
-    rows = tuple(p.out_features for p in (attn.q_proj, attn.k_proj, attn.v_proj))
-    if not int4_rows_concatenate(rows, model.config.hidden_size):  # AVX-512 packs blocks of 64 rows (next test)
-        pytest.skip(f"this CPU's int4 packing cannot fuse projections of {rows} rows")
     x = torch.randn(3, 5, model.config.hidden_size, dtype=torch.bfloat16)
     with torch.inference_mode():
         separate = [torch.cat([p(x) for p in parts], -1) for parts in ((attn.q_proj, attn.k_proj, attn.v_proj),
@@ -366,3 +369,19 @@ def test_an_int8_head_computes_its_dequantised_rows_product_and_keeps_each_row_w
     out = head(x)
     assert out.shape == (3, 5, 96) and out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), x.float() @ rows.T, rtol=0.02, atol=0.05)
+
+
+def test_an_int8_head_on_rows_that_are_not_64_byte_aligned_keeps_an_aligned_copy():
+    """An int4 version's head comes from a safetensors file at an 8-byte offset; ATen's AVX-512 int8 kernel
+    crashed the process (SIGSEGV) on such rows."""
+    from leptonkit.registry.int8_linear import Int8Linear
+
+    made = Int8Linear.quantize(torch.randn(96, 64, dtype=torch.bfloat16))
+    buffer = torch.empty(made.weight_int8.numel() + 64, dtype=torch.int8)
+    offset = next(i for i in range(8, 64) if (buffer.data_ptr() + i) % 64)
+    unaligned = buffer[offset : offset + made.weight_int8.numel()].view_as(made.weight_int8)
+    unaligned.copy_(made.weight_int8)
+    head = Int8Linear(unaligned, made.scales)
+    assert head.weight_int8.data_ptr() % 64 == 0 and torch.equal(head.weight_int8, made.weight_int8)
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    assert torch.equal(head(x), made(x))

@@ -24,6 +24,10 @@ class Int8Linear(torch.nn.Module):
 
     def __init__(self, weight_int8: torch.Tensor, scales: torch.Tensor) -> None:
         super().__init__()
+        # ATen's AVX-512 kernel reads the rows with aligned loads: rows at an 8-byte offset of a safetensors file
+        # (an int4 version's stored head) crashed the process; torch's allocator aligns to 64 bytes
+        if weight_int8.data_ptr() % 64:
+            weight_int8 = weight_int8.clone()
         self.register_buffer("weight_int8", weight_int8)
         self.register_buffer("scales", scales)
         self.out_features, self.in_features = weight_int8.shape

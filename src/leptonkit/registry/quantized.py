@@ -162,7 +162,9 @@ def load_state(folder: Path, auto_class: Any, extra: dict[str, Any]) -> Any:
     if f"{INT8_HEAD}.weight_int8" in state:  # an int8 LM head (leptonkit.train.quantize.quantize_head)
         from leptonkit.registry.int8_linear import Int8Linear
 
-        model.set_output_embeddings(Int8Linear(state[f"{INT8_HEAD}.weight_int8"], state[f"{INT8_HEAD}.scales"]))
+        head = Int8Linear(state[f"{INT8_HEAD}.weight_int8"], state[f"{INT8_HEAD}.scales"])
+        model.set_output_embeddings(head)
+        state |= {f"{INT8_HEAD}.{name}": buffer for name, buffer in head.named_buffers()}  # as it keeps them
     model.load_state_dict(state, assign=True)
     model.tie_weights()
     return model
