@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import assert_diverse, quantize_int4
+from tests.serve.conftest import assert_diverse, quantize_int4, skip_unless_int4_fuses
 from tests.serve.test_engine import TWO_PROMPTS, _decode_together, _generate_each
 
 pytestmark = pytest.mark.skipif(
@@ -200,14 +200,18 @@ def bf16_engines(trained_generator) -> dict:
     return _decode_eager_and_compiled(trained_generator)
 
 
-def test_bf16_compiled_engine_decodes_like_the_eager_bf16_engine_token_for_token(bf16_engines):
-    """40 greedy tokens for each of four prompts are the same tokens, eager or compiled, and they are varied."""
+def test_bf16_compiled_engine_decodes_like_the_eager_bf16_engine_token_for_token(trained_generator, bf16_engines):
+    """40 greedy tokens for each of four prompts are the same tokens, eager or compiled, and they are varied; where
+    a prompt's two runs part (at most one of four), they part at a near tie in the model's own forward. Both round
+    to bf16, in different orders (fused loops, a bf16 cache against a float32 one): the tiny model pretrained on an
+    AVX-512 CPU had its two best logits 0.024 apart (7.256 and 7.232) at the second token of one prompt."""
     eager, fused = bf16_engines["outputs"]
     assert [engine._compiled is not None for engine in bf16_engines["engines"]] == [False, True]
     assert bf16_engines["caches"] == [{torch.float32}, {torch.bfloat16}]
     assert [len(tokens) for tokens in fused] == [40] * len(BF16_PROMPTS)
     assert_diverse(eager, distinct=10)
-    assert fused == eager
+    model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
+    _assert_equal_up_to_a_near_tie(model, bf16_engines)
 
 
 def test_bf16_compiled_engine_serves_lora_rows_eagerly_over_its_bf16_cache(trained_generator, trained_adapters):
@@ -247,14 +251,22 @@ def test_int4_weights_decode_through_the_compiled_step_like_the_eager_int4_engin
     win (seen once: 4.781 against 4.719, two steps apart). Such a parting must be at a near tie of those two tokens
     in the model's own forward."""
     pytest.importorskip("torchao")
+    skip_unless_int4_fuses(AutoModelForCausalLM.from_pretrained(trained_generator).config)
 
     decoded = _decode_eager_and_compiled(trained_generator, quantize_int4)
     assert all(engine._fused is not None for engine in decoded["engines"])
     assert [engine._compiled is not None for engine in decoded["engines"]] == [False, True]
-    eager, fused = decoded["outputs"]
-    assert_diverse(eager, distinct=10)
+    assert_diverse(decoded["outputs"][0], distinct=10)
     model = AutoModelForCausalLM.from_pretrained(trained_generator, dtype=torch.bfloat16).eval()
     quantize_int4(model)
+    _assert_equal_up_to_a_near_tie(model, decoded)
+
+
+def _assert_equal_up_to_a_near_tie(model, decoded: dict) -> None:
+    """The eager and compiled greedy tokens of :func:`_decode_eager_and_compiled` are the same for all prompts but
+    at most one, and that one parts where ``model``'s own two best logits are the two tokens, within four bf16
+    steps of each other."""
+    eager, fused = decoded["outputs"]
     agreed = 0
     for prompt, ours, theirs in zip(BF16_PROMPTS, eager, fused, strict=True):
         parting = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), None)

@@ -28,7 +28,9 @@ class PackedLinear(torch.nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():  # the oneDNN op has no backward
+        # the oneDNN op has no backward, and inductor cannot lower it on the opaque packed tensor: a compiled step
+        # (serve --compile) gets the plain linear, which inductor packs itself (freezing)
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return super().forward(x)
         packed = self.__dict__.get("packed")
         if packed is None:
