@@ -325,14 +325,3 @@ def quantize_int4(model: Any) -> None:
     head = model.get_output_embeddings()
     quantize_(model, config, filter_fn=lambda module, _: isinstance(module, torch.nn.Linear) and module is not head)
     quantize_head(model)
-
-
-def skip_unless_int4_fuses(config: Any) -> None:
-    """Skip where this CPU's int4 packing cannot fuse the q/k/v projections of a Llama of ``config`` (ATen packs
-    blocks of 32 rows with AVX2, 64 with AVX-512; the engine then keeps the model's own forward, and uncompiled)."""
-    from leptonkit.registry.quantized import int4_rows_concatenate
-
-    head_dim = config.hidden_size // config.num_attention_heads
-    rows = (config.hidden_size, *2 * [config.num_key_value_heads * head_dim])
-    if not int4_rows_concatenate(rows, config.hidden_size):
-        pytest.skip(f"this CPU's int4 packing cannot fuse projections of {rows} rows")

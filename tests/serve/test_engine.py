@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from leptonkit.errors import InvalidInputError
+from leptonkit.registry.quantized import int4_rows_concatenate
 from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
@@ -22,7 +23,6 @@ from tests.serve.conftest import (
     decode_staggered,
     greedy_continuations,
     quantize_int4,
-    skip_unless_int4_fuses,
 )
 
 
@@ -97,16 +97,45 @@ def test_other_llama_family_decoders_take_the_fused_forward_and_decode_like_gene
 
 def test_int4_projections_are_fused_bit_for_bit_and_kept_as_views(tiny):
     """torchao's CPU int4 weights (``models quantize --method int4``, bfloat16): the fused q/k/v and gate/up layers
-    give the separate layers' outputs exactly, their packed rows are the only copy, and the engine's fused forward
-    computes the model's own logits (to bf16 rounding)."""
+    give the separate layers' outputs exactly, the engine's fused forward computes the model's own logits (to bf16
+    rounding), and where this CPU's packed rows concatenate (64 + 32 + 32 on AVX2) they are the only copy."""
     pytest.importorskip("torchao")
-
-    from leptonkit.serve.engine.kv_cache import BatchCache
 
     trained, tokenizer = tiny
     model = copy.deepcopy(trained).to(torch.bfloat16)
     quantize_int4(model)
-    skip_unless_int4_fuses(model.config)  # the next test: projections that do not fuse
+    engine = _assert_int4_fused_exactly(model, tokenizer)
+    attn = model.model.layers[0].self_attn
+    packed = engine._fused.qkv[0].linear.weight.qdata
+    rows = tuple(p.out_features for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    if int4_rows_concatenate(rows, model.config.hidden_size):  # else packed afresh: the next test
+        assert attn.k_proj.weight.qdata.data_ptr() == packed[attn.q_proj.out_features].data_ptr()  # a view
+
+
+def test_int4_projections_whose_rows_do_not_fill_packing_blocks_are_packed_afresh_when_fused(tiny):
+    """ATen packs int4 rows in blocks (32 on AVX2, 64 on AVX-512) and lays a partial block out differently, so
+    16-row key and value projections concatenated as packed after a 64-row query one read as other weights (the
+    fused forward computed logits off by their whole range). The engine packs such fused rows from their 4-bit
+    values instead: the same outputs, bit for bit."""
+    pytest.importorskip("torchao")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = tiny
+    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 64}
+    config = LlamaConfig(vocab_size=len(tokenizer), num_attention_heads=4, num_key_value_heads=1, **sizes)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    quantize_int4(model)
+    assert model.model.layers[0].self_attn.k_proj.out_features == 16
+    assert not int4_rows_concatenate((64, 16, 16), 64)
+    _assert_int4_fused_exactly(model, tokenizer)
+
+
+def _assert_int4_fused_exactly(model, tokenizer) -> NativeEngine:
+    """An engine over int4 ``model`` whose fused q/k/v and gate/up layers give the separate layers' outputs exactly
+    and whose fused forward gives the model's own logits (to bf16 rounding, in another order: 0.035 seen)."""
+    from leptonkit.serve.engine.kv_cache import BatchCache
+
     attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
     x = torch.randn(3, 5, model.config.hidden_size, dtype=torch.bfloat16)
     with torch.inference_mode():
@@ -117,42 +146,14 @@ def test_int4_projections_are_fused_bit_for_bit_and_kept_as_views(tiny):
     with torch.inference_mode():
         fused = [engine._fused.qkv[0](x), engine._fused.gate_up[0](x)]
     assert all(torch.equal(a, b) for a, b in zip(fused, separate, strict=True))
-    packed = engine._fused.qkv[0].linear.weight.qdata
-    assert attn.k_proj.weight.qdata.data_ptr() == packed[attn.q_proj.out_features].data_ptr()  # a view, no copy
     ids = torch.tensor([tokenizer("To be, or not to be, that is")["input_ids"]])
     with torch.inference_mode():
         expected = model(ids).logits[:, -1].float()
         cache = BatchCache(model.config.num_hidden_layers, torch.float32)
         got = engine._fused(ids, torch.arange(ids.shape[1])[None], cache, torch.ones_like(ids))
     assert got.argmax(-1).tolist() == expected.argmax(-1).tolist()
-    torch.testing.assert_close(got, expected, rtol=0.05, atol=0.1)  # bf16 rounding, in another order (0.035 seen)
-
-
-def test_int4_projections_whose_rows_do_not_fill_packing_blocks_are_not_fused(tiny):
-    """ATen packs int4 rows in blocks (32 on AVX2, 64 on AVX-512) and lays a partial block out differently, so
-    16-row key and value projections concatenated after a 64-row query one read as other weights: the fused forward
-    computed logits off by their whole range. The engine keeps such a model's own forward, and its logits."""
-    pytest.importorskip("torchao")
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from leptonkit.serve.engine.fused_decoder import FusedDecoder
-    from leptonkit.serve.engine.kv_cache import BatchCache
-
-    _, tokenizer = tiny
-    sizes = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "max_position_embeddings": 64}
-    config = LlamaConfig(vocab_size=len(tokenizer), num_attention_heads=4, num_key_value_heads=1, **sizes)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
-    quantize_int4(model)
-    assert model.model.layers[0].self_attn.k_proj.out_features == 16
-    assert NativeEngine("odd-int4", model, tokenizer)._fused is None
-    # what fusing them gave
-    fused = FusedDecoder(model)
-    ids = torch.tensor([tokenizer("To be, or not to be, that is")["input_ids"]])
-    with torch.inference_mode():
-        expected = model(ids).logits[:, -1].float()
-        got = fused(ids, torch.arange(ids.shape[1])[None], BatchCache(2, torch.float32), torch.ones_like(ids))
-    assert (got - expected).abs().max() > 0.5 * expected.abs().max()
+    torch.testing.assert_close(got, expected, rtol=0.05, atol=0.1)
+    return engine
 
 
 def test_one_token_prompts_are_prefilled_together_then_decoded_like_generate(tiny):

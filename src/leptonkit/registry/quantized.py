@@ -98,7 +98,7 @@ def int4_weight(packed: Any, scale_and_zero: Any) -> Any:
     rows, columns = packed.shape[0], packed.shape[1] * 2
     values = torch.stack((packed & 15, packed >> 4), dim=-1).reshape(rows, columns)
     block = [1, columns // scale_and_zero.shape[0]]
-    return Int4OpaqueTensor(_pack_int4(values), scale_and_zero, block, torch.Size([rows, columns]))
+    return Int4OpaqueTensor(pack_int4(values), scale_and_zero, block, torch.Size([rows, columns]))
 
 
 @functools.cache  # a model asks once per layer, about the same shapes (60 times for SmolLM2: 2.8 s uncached)
@@ -112,12 +112,12 @@ def int4_rows_concatenate(rows: tuple[int, ...], columns: int) -> bool:
     seeded = torch.Generator().manual_seed(0)  # not the global generator, which seeded sampling may rely on
     values = torch.randint(0, 16, (sum(rows), columns), dtype=torch.uint8, generator=seeded)
     try:
-        return torch.equal(_pack_int4(values), torch.cat([_pack_int4(part) for part in values.split(list(rows))]))
+        return torch.equal(pack_int4(values), torch.cat([pack_int4(part) for part in values.split(list(rows))]))
     except RuntimeError:  # ATen refuses some row counts (not a multiple of 16): such weights exist only unfused
         return False
 
 
-def _pack_int4(values: Any) -> Any:
+def pack_int4(values: Any) -> Any:
     """``values`` (0-15, ``[out, in]``) packed by ATen for this CPU's int4 kernel."""
     import torch
 

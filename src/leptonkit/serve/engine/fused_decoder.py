@@ -7,13 +7,15 @@ mask building, one call per projection), and fuses two groups of projections tha
 Llama on this 2-CPU machine, in-process: a one-sequence decode step went from 5.6-6.5 ms to 3.9 ms, a 32-sequence
 step from 11.4 to 10.3 ms. It is what vLLM's own model classes do, kept to the one family leptonkit pretrains and
 most small open models use; other models keep the generic forward. Of quantised weights, torchao's CPU int4
-(``models quantize --method int4``) is fused too: its packed rows and their scales are concatenated as they are,
-which gives the separate layers' outputs bit for bit (checked in the tests) where each layer's rows fill whole
-packing blocks of this CPU (:func:`~leptonkit.registry.quantized.int4_rows_concatenate`; else the model keeps the
-generic forward); int8 keeps the generic forward.
+(``models quantize --method int4``) is fused too, giving the separate layers' outputs bit for bit (checked in the
+tests): where each layer's rows fill whole packing blocks of this CPU
+(:func:`~leptonkit.registry.quantized.int4_rows_concatenate`) the packed rows and their scales are concatenated as
+they are; elsewhere (a partial last block is laid out differently: AVX-512 packs blocks of 64 rows, so a 32-row key
+projection) the fused rows are packed afresh from the layers' 4-bit values. int8 keeps the generic forward.
 
-The fused weights are the only copy: the original projections keep views of them (int4: of the packed rows; each
-keeps its own scales, which the kernel needs contiguous). The KV cache and attention are
+The fused weights are the only copy: the original projections keep views of them (int4: of the packed rows, where
+they concatenate, else their own packed rows beside the fused ones; each keeps its own scales, which the kernel
+needs contiguous). The KV cache and attention are
 the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters on the fused projections are
 applied per slice (:meth:`MultiLoraLinear.delta`); on ``o_proj`` and ``down_proj`` the wrapped modules run as they
 are.
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 from transformers.models.llama.modeling_llama import rotate_half
 
-from leptonkit.registry.quantized import int4_rows_concatenate
+from leptonkit.registry.quantized import int4_rows_concatenate, int4_values, pack_int4
 from leptonkit.serve.engine.cpu_linear import pack_linears
 from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, decode_attention, one_token_attention
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
@@ -62,7 +64,7 @@ def _plain_layer(layer: Any) -> bool:
 
 
 def _fusable(group: list[torch.Tensor]) -> bool:
-    """Whether ``group`` is plain weights, or torchao int4 ones of one group size whose packed rows concatenate."""
+    """Whether ``group`` is plain weights, or torchao int4 ones of one group size."""
     weight = group[0]
     if type(weight) is torch.Tensor:
         return all(type(other) is torch.Tensor for other in group)
@@ -71,7 +73,6 @@ def _fusable(group: list[torch.Tensor]) -> bool:
         and weight.act_mapping_type is None
         and weight.act_pre_scale is None
         and all(type(other) is type(weight) and other.block_size == weight.block_size for other in group)
-        and int4_rows_concatenate(tuple(other.shape[0] for other in group), weight.shape[1])
     )
 
 
@@ -81,9 +82,12 @@ def _concatenated(weights: list[torch.Tensor], slices: list[slice]) -> tuple[tor
         whole = torch.cat(weights)
         return whole, [whole[rows] for rows in slices]
     kind = type(weights[0])  # torchao's Int4OpaqueTensor: rows packed (N, K/2), scales and zeros (K/group, N, 2)
-    packed = torch.cat([w.qdata for w in weights])
     scales = torch.cat([w.scale_and_zero for w in weights], dim=1)
-    shape = torch.Size([packed.shape[0], weights[0].shape[1]])
+    shape = torch.Size([slices[-1].stop, weights[0].shape[1]])
+    if not int4_rows_concatenate(tuple(w.shape[0] for w in weights), shape[1]):
+        packed = pack_int4(torch.cat([int4_values(w) for w in weights]))
+        return kind(packed, scales, weights[0].block_size, shape), weights
+    packed = torch.cat([w.qdata for w in weights])
     whole = kind(packed, scales, weights[0].block_size, shape)
     pairs = zip(weights, slices, strict=True)
     return whole, [kind(packed[rows], w.scale_and_zero, w.block_size, w.shape) for w, rows in pairs]
