@@ -18,12 +18,7 @@ from leptonkit.serve.engine.base import SamplingParams, collect
 from leptonkit.serve.engine.cpu_linear import bucket, pack_linears
 from leptonkit.serve.engine.detokenize import Detokenizer
 from leptonkit.serve.engine.generate import NativeEngine
-from tests.serve.conftest import (
-    assert_diverse,
-    decode_staggered,
-    greedy_continuations,
-    quantize_int4,
-)
+from tests.serve.conftest import assert_diverse, decode_staggered, greedy_continuations, quantize_int4
 
 
 @pytest.fixture(scope="module")

@@ -113,7 +113,7 @@ def int4_rows_concatenate(rows: tuple[int, ...], columns: int) -> bool:
     values = torch.randint(0, 16, (sum(rows), columns), dtype=torch.uint8, generator=seeded)
     try:
         return torch.equal(pack_int4(values), torch.cat([pack_int4(part) for part in values.split(list(rows))]))
-    except RuntimeError:  # ATen refuses some row counts (not a multiple of 16): such weights exist only unfused
+    except RuntimeError:  # ATen refuses row counts that are not a multiple of 16: no int4 weight has them
         return False
 
 

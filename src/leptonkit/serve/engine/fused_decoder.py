@@ -13,12 +13,11 @@ tests): where each layer's rows fill whole packing blocks of this CPU
 they are; elsewhere (a partial last block is laid out differently: AVX-512 packs blocks of 64 rows, so a 32-row key
 projection) the fused rows are packed afresh from the layers' 4-bit values. int8 keeps the generic forward.
 
-The fused weights are the only copy: the original projections keep views of them (int4: of the packed rows, where
-they concatenate, else their own packed rows beside the fused ones; each keeps its own scales, which the kernel
-needs contiguous). The KV cache and attention are
-the engine's (:mod:`kv_cache`), so results match the generic path's. LoRA adapters on the fused projections are
-applied per slice (:meth:`MultiLoraLinear.delta`); on ``o_proj`` and ``down_proj`` the wrapped modules run as they
-are.
+The fused weights are the only copy: the original projections keep views of them (int4: of the packed rows; each
+keeps its own scales, which the kernel needs contiguous). The exception is int4 rows packed afresh: the projections
+keep their own packed rows beside the fused ones. The KV cache and attention are the engine's (:mod:`kv_cache`),
+so results match the generic path's. LoRA adapters on the fused projections are applied per slice
+(:meth:`MultiLoraLinear.delta`); on ``o_proj`` and ``down_proj`` the wrapped modules run as they are.
 """
 
 from __future__ import annotations
