@@ -149,3 +149,28 @@ def test_max_steps_bounds_the_run_and_loss_falls(features, tmp_path: Path) -> No
     assert result.progress.step == 30 and result.samples_per_second > 0
     losses = [json.loads(line)["loss"] for line in (tmp_path / METRIC_LOG).read_text().splitlines()]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1e6])  # clipping the gradients, and leaving them as they are
+def test_clipping_folded_into_the_fused_step_matches_clip_grad_norm(max_norm: float) -> None:
+    from leptonkit.train.loop import _step_clipped
+
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=0.01, fused=True) for m in models]
+    for _ in range(3):
+        x = torch.randn(8, 16)
+        for model in models:
+            model(x).pow(2).sum().backward()
+        clipped = torch.nn.utils.clip_grad_norm_(models[0].parameters(), max_norm)
+        optimizers[0].step()
+        folded = torch.nn.utils.get_total_norm([p.grad for p in models[1].parameters()])
+        _step_clipped(optimizers[1], folded, max_norm)
+        torch.testing.assert_close(folded, clipped)
+        for reference, model in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            torch.testing.assert_close(model.grad, reference.grad)  # the step leaves the scaled gradients
+            torch.testing.assert_close(model, reference)
+        assert not hasattr(optimizers[1], "grad_scale")
+        for optimizer in optimizers:
+            optimizer.zero_grad()

@@ -18,7 +18,9 @@ Interface::
 Behaviour: AdamW (no weight decay on biases and norms), warmup then linear/cosine/constant decay (transformers'
 schedulers), gradient accumulation and clipping, bf16 autocast where the CPU/GPU supports it, fp16 autocast with a
 GradScaler on other GPUs. A BERT-family sequence classifier computes only the first token's row in its last layer,
-the one row its head reads (:mod:`leptonkit.train.first_token`). Bounds: ``epochs``, ``max_steps``, ``max_minutes``.
+the one row its head reads (:mod:`leptonkit.train.first_token`). On a CPU, dropout draws its masks on every core
+(:mod:`leptonkit.train.hashed_dropout`) and glibc keeps freed memory for the next step
+(:mod:`leptonkit.train.allocator`); with the fused AdamW, gradient clipping is folded into its step. Bounds: ``epochs``, ``max_steps``, ``max_minutes``.
 Every ``checkpoint_every`` optimiser steps a checkpoint holds the trainable weights, optimiser, scheduler, scaler, all
 RNG states and the position in the data, so that ``resume`` continues exactly where the run stopped. Early stopping
 keeps the best checkpoint in ``best/``; when the loop returns, the model holds the best weights (or the last ones when
@@ -54,6 +56,7 @@ import torch
 
 from leptonkit.errors import InvalidInputError, LeptonkitError
 from leptonkit.monitor import resources
+from leptonkit.train.allocator import keep_freed_memory
 from leptonkit.train.checkpoint import (
     BEST,
     CHECKPOINTS,
@@ -79,6 +82,7 @@ from leptonkit.train.distributed import (
     wrap,
 )
 from leptonkit.train.first_token import first_token_rows
+from leptonkit.train.hashed_dropout import hashed_dropout
 from leptonkit.train.history import METRIC_LOG
 from leptonkit.train.progress import ProgressDisplay
 from leptonkit.train.recipe import TrainSettings
@@ -202,6 +206,19 @@ def _batch_size(batch: dict[str, Any]) -> int:
     return int(first.shape[0])
 
 
+def _step_clipped(optimizer: torch.optim.Optimizer, norm: torch.Tensor, max_norm: float) -> None:
+    """``optimizer.step()`` on gradients scaled by ``min(1, max_norm / (norm + 1e-6))``, as ``clip_grad_norm_`` scales
+    them, done by the fused AdamW as it reads each gradient: its ``grad_scale`` is the divisor ``GradScaler`` uses.
+
+    This saves ``clip_grad_norm_``'s own read and write of every gradient: measured 6.5 ms of clipping for MiniLM-L6's
+    22.7M gradients on a 2-core AMD EPYC (Zen 5), half of it that pass. The step writes the scaled gradients back."""
+    optimizer.grad_scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0).reciprocal()  # type: ignore[attr-defined]
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale  # type: ignore[attr-defined]
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
@@ -244,6 +261,7 @@ def train_loop(
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     training = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    fold_clipping = bool(settings.max_grad_norm) and scaler is None and not sharded and optimizer.defaults["fused"]
     if adversary is not None:
         adversary.setup(raw_model)
 
@@ -331,7 +349,8 @@ def train_loop(
     display = ProgressDisplay(steps, done=progress.step, every=settings.log_every, enabled=is_main())
     ctrl_c = _GracefulInterrupt()
     try:
-        with display, first_token_rows(unwrap(model)):
+        on_cpu = device.type == "cpu"
+        with display, first_token_rows(unwrap(model)), hashed_dropout(on_cpu), keep_freed_memory(on_cpu):
             while progress.step < steps and status == "completed":
                 for batch in _epoch_batches(train_loader, sampler, progress):
                     batch = _move(batch, device)
@@ -366,13 +385,18 @@ def train_loop(
                     if scaler:
                         scaler.unscale_(optimizer)
                     with_grad = [p for p in unwrap(model).parameters() if p.grad is not None]
-                    norm = local(torch.nn.utils.clip_grad_norm_(with_grad, settings.max_grad_norm or math.inf))
+                    if fold_clipping:
+                        norm = torch.nn.utils.get_total_norm([p.grad for p in with_grad])
+                    else:
+                        norm = local(torch.nn.utils.clip_grad_norm_(with_grad, settings.max_grad_norm or math.inf))
                     if not torch.isfinite(norm) and scaler is None:
                         optimizer.zero_grad(set_to_none=True)
                         raise _non_finite(progress, checkpoint_now(), "gradient")
                     if scaler:
                         scaler.step(optimizer)
                         scaler.update()
+                    elif fold_clipping:
+                        _step_clipped(optimizer, norm, settings.max_grad_norm)
                     else:
                         optimizer.step()
                     scheduler.step()
