@@ -2,16 +2,16 @@
 
 Both train all-MiniLM-L6-v2 with a fresh classification head on the same tokenised SST-2 rows (no padding at
 tokenisation), batch 32, one epoch, AdamW with linear decay, at the same precision. The Trainer runs in its fastest
-documented CPU setup: ``bf16=True`` (bf16 autocast), dynamic padding (``DataCollatorWithPadding``) and length
-grouping (``train_sampling_strategy="group_by_length"``); leptonkit runs its loop with length-grouped batches and
-bf16 autocast, and what its loop does on every CPU run: a BERT-family classifier's last layer computes only the first
-token's row, the one its head reads (``leptonkit.train.first_token``: the same logits and gradients); dropout draws
-hashed masks on every core (``leptonkit.train.hashed_dropout``: same rate, different masks); glibc keeps freed memory
-for the next step (``leptonkit.train.allocator``); clipping is folded into the fused AdamW step (the same update). ``--precisions bf16,fp32`` adds the
-same pair in float32. Runs alternate (Trainer, leptonkit, Trainer, ...) so that load from other processes hits both
-alike. Dev accuracy is measured after each run, outside the timed part. On a CPU without native bf16 matmuls (no
-AVX-512 BF16 or AMX) bf16 autocast is emulated and several times slower than float32 for both, so there the default
-pair is float32, the fastest setup of both.
+documented CPU setup: ``bf16=True`` (bf16 autocast), dynamic padding (``DataCollatorWithPadding``) and length grouping
+(``train_sampling_strategy="group_by_length"``); leptonkit runs its loop with length-grouped batches and bf16 autocast,
+and what its loop does on every CPU run: a BERT-family classifier's last layer computes only the first token's row, the
+one its head reads (``leptonkit.train.first_token``: the same logits and gradients); dropout draws hashed masks on every
+core (``leptonkit.train.hashed_dropout``: same rate, different masks); glibc keeps freed memory for the next step
+(``leptonkit.train.allocator``); clipping is folded into the fused AdamW step (the same update). ``--precisions
+bf16,fp32`` adds the same pair in float32. Runs alternate (Trainer, leptonkit, Trainer, ...) so that load from other
+processes hits both alike. Dev accuracy is measured after each run, outside the timed part. On a CPU without native bf16
+matmuls (no AVX-512 BF16 or AMX) bf16 autocast is emulated and several times slower than float32 for both, so there the
+default pair is float32, the fastest setup of both.
 
 Estimator, fixed before the run (``ESTIMATOR``): per precision, the median over repeats of the per-repeat ratio
 leptonkit samples/s / Trainer samples/s (the two runs of a repeat are back to back). The target is >= 1.3x, judged

@@ -17,14 +17,14 @@ Interface::
 
 Behaviour: AdamW (no weight decay on biases and norms), warmup then linear/cosine/constant decay (transformers'
 schedulers), gradient accumulation and clipping, bf16 autocast where the CPU/GPU supports it, fp16 autocast with a
-GradScaler on other GPUs. A BERT-family sequence classifier computes only the first token's row in its last layer,
-the one row its head reads (:mod:`leptonkit.train.first_token`). On a CPU, dropout draws its masks on every core
+GradScaler on other GPUs. A BERT-family sequence classifier computes only the first token's row in its last layer, the
+one row its head reads (:mod:`leptonkit.train.first_token`). On a CPU, dropout draws its masks on every core
 (:mod:`leptonkit.train.hashed_dropout`) and glibc keeps freed memory for the next step
-(:mod:`leptonkit.train.allocator`); with the fused AdamW, gradient clipping is folded into its step. Bounds: ``epochs``, ``max_steps``, ``max_minutes``.
-Every ``checkpoint_every`` optimiser steps a checkpoint holds the trainable weights, optimiser, scheduler, scaler, all
-RNG states and the position in the data, so that ``resume`` continues exactly where the run stopped. Early stopping
-keeps the best checkpoint in ``best/``; when the loop returns, the model holds the best weights (or the last ones when
-there was no evaluation).
+(:mod:`leptonkit.train.allocator`); with the fused AdamW, gradient clipping is folded into its step. Bounds: ``epochs``,
+``max_steps``, ``max_minutes``. Every ``checkpoint_every`` optimiser steps a checkpoint holds the trainable weights,
+optimiser, scheduler, scaler, all RNG states and the position in the data, so that ``resume`` continues exactly where
+the run stopped. Early stopping keeps the best checkpoint in ``best/``; when the loop returns, the model holds the best
+weights (or the last ones when there was no evaluation).
 
 Stops that need the user: a non-finite loss or gradient stops before the bad update, saves the last good state
 and raises :class:`NonFiniteLossError`; Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`, whose
