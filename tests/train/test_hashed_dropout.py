@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from leptonkit.train.hashed_dropout import SEEDS, attention, dropout, hashed_dropout, keep_mask
+from leptonkit.train.hashed_dropout import SEEDS, attention, draw_keys, dropout, hashed_dropout, keep_mask
 
 
 def lowbias32(x: int) -> int:
@@ -19,28 +19,36 @@ def lowbias32(x: int) -> int:
     return x ^ (x >> 16)
 
 
-def drawn_seed() -> int:
-    """The seed the next hashed dropout call draws from torch's default generator."""
-    return int(torch.randint(0, SEEDS, ()))
+def factors_for(shape: tuple[int, ...], p: float) -> torch.Tensor:
+    """The dropout factors (0 or 1 / (1 - p)) that the next hashed dropout call draws."""
+    return keep_mask(torch.Size(shape), *draw_keys(), p).float() / (1 - p)
 
 
-def factors_for(shape: tuple[int, ...], seed: int, p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return keep_mask(torch.Size(shape), seed, p).to(dtype) / (1 - p)
-
-
-def test_the_mask_is_lowbias32_of_seed_plus_index_against_p() -> None:
-    seed, p = SEEDS - 5000, 0.3
-    mask = keep_mask(torch.Size([40, 100]), seed, p).flatten().tolist()
-    expected = [(lowbias32(seed + i) & 0xFFFFFF) >= round(p * 2**24) for i in range(4000)]
+def test_the_mask_is_lowbias32_of_seed_plus_index_xor_key_against_p() -> None:
+    seed, key, p = SEEDS - 5000, -0x2345678, 0.3
+    mask = keep_mask(torch.Size([40, 100]), seed, key, p).flatten().tolist()
+    expected = [(lowbias32((seed + i) ^ (key & 0xFFFFFFFF)) & 0xFFFFFF) >= round(p * 2**24) for i in range(4000)]
     assert mask == expected
     assert 0 < sum(expected) < 4000  # both outcomes occur, so the comparison was tested
+
+
+def test_calls_whose_index_ranges_overlap_draw_unrelated_masks() -> None:
+    n, shift = 1 << 20, 5
+    torch.manual_seed(0)
+    (_, key), (_, other) = draw_keys(), draw_keys()
+    first = keep_mask(torch.Size([n]), 1000, key, 0.5)
+    same_key = keep_mask(torch.Size([n]), 1000 + shift, key, 0.5)
+    other_key = keep_mask(torch.Size([n]), 1000 + shift, other, 0.5)
+    assert torch.equal(first[shift:], same_key[:-shift])  # what the key is for
+    agreement = (first[shift:] == other_key[:-shift]).float().mean().item()
+    assert abs(agreement - 0.5) < 5 * (0.25 / n) ** 0.5
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_masks_keep_one_minus_p_with_no_correlation_between_neighbours_or_seeds(p: float) -> None:
     n = 1 << 21
-    first = keep_mask(torch.Size([n]), 12345, p).float()
-    second = keep_mask(torch.Size([n]), 12345 + n, p).float()  # the next call's seed never reuses indices
+    first = keep_mask(torch.Size([n]), 12345, 99, p).float()
+    second = keep_mask(torch.Size([n]), 777, 4242, p).float()
     sigma = (p * (1 - p) / n) ** 0.5
     assert abs(first.mean().item() - (1 - p)) < 5 * sigma
     neighbours = torch.corrcoef(torch.stack([first[:-1], first[1:]]))[0, 1].item()
@@ -53,7 +61,7 @@ def test_dropout_scales_kept_values_zeroes_the_rest_and_its_gradient_follows() -
     torch.manual_seed(3)
     y, mask = dropout(x, 0.25)
     torch.manual_seed(3)
-    factors = factors_for(x.shape, drawn_seed(), 0.25)
+    factors = factors_for(x.shape, 0.25)
     torch.testing.assert_close(y, (x.float() * factors).bfloat16())
     assert mask.dtype == torch.bool and torch.equal(mask, factors != 0)
     assert torch.equal(y == 0, ~mask) and mask.any() and not mask.all()
@@ -72,7 +80,7 @@ def test_the_mode_routes_training_dropout_and_nothing_else() -> None:
         torch.manual_seed(0)
         inplace = F.dropout(x.clone(), 0.2, training=True, inplace=True)  # ATen's, in place as asked
     torch.manual_seed(0)
-    assert torch.equal(routed, x * factors_for(x.shape, drawn_seed(), 0.2))
+    assert torch.equal(routed, x * factors_for(x.shape, 0.2))
     assert torch.equal(unchanged, x)
     torch.manual_seed(0)
     assert torch.equal(inplace, F.dropout(x.clone(), 0.2, training=True))
@@ -92,7 +100,7 @@ def test_lora_mask_dropout_is_routed_and_keeps_its_one_byte_mask() -> None:
         output, mask = torch.native_dropout(x, 0.3, True)
         evaluation = torch.native_dropout(x, 0.3, False)[0]
     torch.manual_seed(2)
-    expected = x * factors_for(x.shape, drawn_seed(), 0.3)
+    expected = x * factors_for(x.shape, 0.3)
     assert torch.equal(routed, expected) and torch.equal(output, expected)
     assert mask.dtype == torch.bool and torch.equal(mask, expected != 0)
     assert torch.equal(evaluation, x)
@@ -133,7 +141,7 @@ def test_attention_with_dropout_is_the_math_path_with_the_hashed_mask_forward_an
     for t in (q, k, v):
         t.grad = None
     torch.manual_seed(7)
-    expected = reference_attention(q, k, v, mask, factors_for((2, 3, 5, 5), drawn_seed(), 0.3), 8**-0.5)
+    expected = reference_attention(q, k, v, mask, factors_for((2, 3, 5, 5), 0.3), 8**-0.5)
     expected.sum().backward()
     torch.testing.assert_close(out, expected)
     for grad, t in zip(got, (q, k, v), strict=True):
@@ -153,7 +161,7 @@ def test_causal_grouped_query_attention_and_fully_masked_rows() -> None:
         k.repeat_interleave(2, 1),
         v.repeat_interleave(2, 1),
         causal,
-        factors_for((1, 4, 6, 6), drawn_seed(), 0.2),
+        factors_for((1, 4, 6, 6), 0.2),
         8**-0.5,
     )
     torch.testing.assert_close(out, expected)
