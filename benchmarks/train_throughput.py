@@ -175,15 +175,19 @@ def main() -> None:
         for p in precisions
     }
     from leptonkit.train.allocator import glibc
+    from leptonkit.train.distributed import pick_device
     from leptonkit.train.first_token import last_layer
+    from leptonkit.train.loop import build_optimizer
+    from leptonkit.train.recipe import TrainSettings
 
+    model, on_cpu = fresh_model(args.seed), pick_device().type == "cpu"  # the conditions train_loop applies
     result = {
         "benchmark": "train_throughput",
         "leptonkit_loop": {
-            "first_token_rows": last_layer(fresh_model(args.seed)) is not None,
-            "hashed_dropout": True,
-            "keeps_freed_memory": glibc() is not None,
-            "clipping_in_fused_step": True,
+            "first_token_rows": last_layer(model) is not None,
+            "hashed_dropout": on_cpu,
+            "keeps_freed_memory": on_cpu and glibc() is not None,
+            "clipping_in_fused_step": bool(build_optimizer(model, TrainSettings()).defaults["fused"]),
         },
         "setup": {
             "model": "builtin:minilm (all-MiniLM-L6-v2) + new 2-class head",

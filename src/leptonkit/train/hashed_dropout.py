@@ -150,8 +150,8 @@ class _HashedDropoutMode(TorchFunctionMode):
         scale: float | None = None,
         enable_gqa: bool = False,
     ) -> torch.Tensor:
-        scores = query.shape[:-1].numel() * key.shape[-2]
-        if not _applies(query, dropout_p) or query.dim() != 4 or scores > MAX_ELEMENTS:
+        score_elements = query.shape[:-1].numel() * key.shape[-2]
+        if not _applies(query, dropout_p) or query.dim() != 4 or score_elements > MAX_ELEMENTS:
             return func(query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
         if enable_gqa and key.shape[1] != query.shape[1]:
             groups = query.shape[1] // key.shape[1]
