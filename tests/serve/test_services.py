@@ -66,6 +66,19 @@ def test_streaming_endpoint_sends_each_item_as_an_event(server, keys):
     assert events == ["h", "i", "[DONE]"]
 
 
+def test_a_streamed_line_separator_reaches_line_splitting_clients_whole(server, keys):
+    """NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR are line ends to httpx's ``iter_lines`` (not to SSE): sent raw,
+    each would cut its event in two halves that are not JSON."""
+    text = "a\x85b\u2028c\u2029d"
+    client = Client(server.url, api_key=keys["stream"])
+    assert "".join(client.call("spell", text=text)) == text
+    with httpx.stream(
+        "POST", f"{server.url}/v1/services/toolkit/spell", json={"text": text}, headers=bearer(keys["stream"])
+    ) as response:
+        events = [e for e in map(sse_event, response.iter_lines()) if e is not None]
+    assert events == [*text, "[DONE]"]
+
+
 def test_schemas_from_type_hints_are_in_openapi_and_a_bad_field_is_a_400_naming_it(server, keys):
     headers = bearer(keys["misc"])
     schema = httpx.get(f"{server.url}/openapi.json", headers=headers).json()

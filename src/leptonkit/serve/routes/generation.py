@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from leptonkit.serve.engine.base import DeadlineError, Delta, SamplingParams, St
 from leptonkit.serve.middleware import CLIENT_CLOSED, annotate, metered, record_of
 from leptonkit.serve.models import Target
 from leptonkit.serve.protocol import error_body
+from leptonkit.serve.sse import DONE, sse_data
 from leptonkit.serve.tool_calls import ToolCallParser, parse
 
 
@@ -348,10 +348,6 @@ async def _merge(streams: list[AsyncIterator[Delta]]) -> AsyncIterator[tuple[int
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _dump(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n"
-
-
 async def _sse(
     request: Request,
     head: dict[str, Any],
@@ -371,7 +367,7 @@ async def _sse(
     parsers = [shape.parser() for _ in range(n)]
     if shape.chat:
         for index in range(n):
-            yield _dump(
+            yield sse_data(
                 head | {"choices": [{"index": index, "delta": _message(""), "logprobs": None, "finish_reason": None}]}
             )
     try:
@@ -382,15 +378,15 @@ async def _sse(
             logprobs = shape.logprobs([delta], offsets[index])
             offsets[index] += len(delta.text)
             for choice in shape.stream_choices(index, delta, logprobs, parsers[index]):
-                yield _dump(head | {"choices": [choice]})
+                yield sse_data(head | {"choices": [choice]})
             async with asyncio.timeout_at(deadline):
                 pending = await anext(events, None)
     except (TimeoutError, LeptonkitError) as err:  # the deadline, or one choice failed (engine.base.SequenceError)
         error = _deadline(timeout) if isinstance(err, TimeoutError) else err
         annotate(request, status=error.http_status, error=error.error_type)
-        yield _dump(error_body(str(error), error.error_type, error.param, error.http_status))
+        yield sse_data(error_body(str(error), error.error_type, error.param, error.http_status))
     finally:
         await events.aclose()
     if include_usage:
-        yield _dump(head | {"choices": [], "usage": _usage(prompt_tokens, sum(completion))})
-    yield "data: [DONE]\n\n"
+        yield sse_data(head | {"choices": [], "usage": _usage(prompt_tokens, sum(completion))})
+    yield DONE

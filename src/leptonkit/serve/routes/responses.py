@@ -40,6 +40,7 @@ from leptonkit.serve.protocol import (
     field_path,
 )
 from leptonkit.serve.routes.openai import chat
+from leptonkit.serve.sse import sse_data
 
 router = APIRouter(route_class=JsonRoute)
 ENDPOINT = "/v1/responses"
@@ -223,7 +224,7 @@ class _EventWriter:
     def __call__(self, kind: str, **fields: Any) -> str:
         event = {"type": kind, "sequence_number": self.sequence} | fields
         self.sequence += 1
-        return f"event: {kind}\ndata: {json.dumps(event, separators=(',', ':'), ensure_ascii=False)}\n\n"
+        return sse_data(event, event=kind)
 
 
 async def _events(head: dict[str, Any], chunks: AsyncIterator[Any], origins: list[str]) -> AsyncIterator[str]:

@@ -4,7 +4,6 @@ safety policy on strings, server-sent events, a logged 500 for a failing handler
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from leptonkit.serve.protocol import error_body
 from leptonkit.serve.safety import CONTENT_FILTER, ContentFilterError
 from leptonkit.serve.services.declare import PREFIX, EndpointSpec, ServiceSpec
 from leptonkit.serve.services.runtime import HandlerError, ServiceSet
+from leptonkit.serve.sse import DONE, sse_data
 
 TAG = "services"
 
@@ -113,7 +113,7 @@ async def _events(request: Request, ep: EndpointSpec, items: AsyncIterator[Any])
         if safety.active and ep.response_type is str:
             async for delta in safety.wrap(_as_deltas(items)):
                 if delta.finish_reason == CONTENT_FILTER:
-                    yield _event(
+                    yield sse_data(
                         error_body(
                             "the output was stopped by this server's safety policy",
                             "invalid_request_error",
@@ -123,16 +123,16 @@ async def _events(request: Request, ep: EndpointSpec, items: AsyncIterator[Any])
                     )
                     break
                 if delta.text:
-                    yield _event(delta.text)
+                    yield sse_data(delta.text)
         else:
             async for item in items:
-                yield _event(item_type.dump_python(item_type.validate_python(item), mode="json"))
+                yield sse_data(item_type.dump_python(item_type.validate_python(item), mode="json"))
     except LeptonkitError as err:
-        yield _event(error_body(str(err), err.error_type, err.param, err.http_status))
+        yield sse_data(error_body(str(err), err.error_type, err.param, err.http_status))
     except (HandlerError, ValidationError) as err:
         message = _log_failure(request, ep, str(err))
-        yield _event(error_body(message, "server_error", None, 500))
-    yield "data: [DONE]\n\n"
+        yield sse_data(error_body(message, "server_error", None, 500))
+    yield DONE
 
 
 def _strings(values: Any) -> list[str]:
@@ -165,10 +165,6 @@ async def _checked_output(request: Request, text: str) -> str:
 
 async def _one(item: Any) -> AsyncIterator[Any]:
     yield item
-
-
-def _event(payload: Any) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 def _log_failure(request: Request, ep: EndpointSpec, detail: str) -> str:
