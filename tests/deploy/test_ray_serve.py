@@ -221,9 +221,10 @@ def test_a_killed_replica_fails_only_its_requests_and_ray_replaces_it(app) -> No
     failed = [r for r in load.results if r[0] != 200]
     # Only requests inside the killed replica fail (Ray's proxy drops their connections; Serve does not retry a
     # request a replica may have started): those in flight at the kill and those the router sent it before it
-    # learned the replica was gone, a fraction of a second. Each client has one request in flight, so at most
-    # `concurrency` fail, all sent before the router knew (2 s after the kill at most, on a busy machine).
-    assert len(failed) <= concurrency, failed
+    # learned the replica was gone, a fraction of a second. A client whose request failed sends its next one at
+    # once, and the router may send that one to the killed replica too (11 failures from 8 clients in one run), so
+    # what is bounded is the window: every failed request was sent before the router knew (2 s after the kill at
+    # most, on a busy machine).
     late = [(r[0], round(r[3] - killed_at, 2), r[2]) for r in failed if r[3] > killed_at + 2]
     assert not late, late
     assert len(load.results) - len(failed) > 50

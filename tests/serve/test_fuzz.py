@@ -151,12 +151,16 @@ class Bystander:
     def __init__(self, url: str, key: str) -> None:
         self.url, self.key = url, key
         self.results: list[dict] = []
+        self.failure: BaseException | None = None  # a stream it could not read ends its thread: the test fails
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        while not self.stop.is_set():
-            self.results.append(_post(self.url, "/v1/completions", BYSTANDER, self.key))
+        try:
+            while not self.stop.is_set():
+                self.results.append(_post(self.url, "/v1/completions", BYSTANDER, self.key))
+        except BaseException as err:
+            self.failure = err
 
     def __enter__(self) -> Bystander:
         self.thread.start()
@@ -206,4 +210,5 @@ def test_fuzzed_requests_keep_every_invariant(limited, keys):
     assert violations == []
     assert {200, 400} <= {status for status, _ in outcomes}
     assert (200, True) in outcomes  # some streams were checked against the per-key limit
+    assert bystander.failure is None, repr(bystander.failure)
     assert len(bystander.results) >= 3 and harmed == [], harmed
