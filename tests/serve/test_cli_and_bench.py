@@ -23,6 +23,14 @@ def test_random_prompts_have_the_requested_length():
     assert len(prompts) == 5 and all(len(p) == 7 and all(100 <= t < 300 for t in p) for p in prompts)
 
 
+def test_a_prompts_file_gives_one_prompt_per_line_whatever_its_strings_hold(tmp_path):
+    text = "a\x85b\u2028c"  # splitlines would end lines at both
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(f'{{"prompt": "{text}"}}\r\n{text}\n', encoding="utf-8", newline="")
+    settings = BenchSettings(url="", model="m", num_prompts=2, prompts_file=str(prompts))
+    assert make_prompts(settings) == [text, text]
+
+
 def test_bench_serve_measures_a_real_server(server, cli, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Hello world\nTo be or not to be\n")

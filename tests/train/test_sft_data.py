@@ -63,6 +63,16 @@ def test_files_in_json_and_jsonl_are_read_and_errors_name_the_line(tmp_path):
         load_conversations(lines)
 
 
+def test_jsonl_whose_strings_hold_unicode_line_ends_is_read_line_by_line(tmp_path):
+    """U+0085, U+2028 and U+2029 are raw in JSON written with ``ensure_ascii=False``; only "\n" ends a JSON line."""
+    text = "a\x85b\u2028c\u2029d"
+    lines = tmp_path / "chat.jsonl"
+    record = json.dumps({"prompt": text, "completion": text}, ensure_ascii=False)
+    lines.write_text(f"{record}\r\n{record}\n", encoding="utf-8", newline="")
+    conversations = load_conversations(lines)
+    assert len(conversations) == 2 and all(m["content"] == text for c in conversations for m in c)
+
+
 def test_only_response_tokens_carry_labels(tokenizer):
     messages = [
         {"role": "system", "content": "Be brief."},

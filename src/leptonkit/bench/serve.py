@@ -60,7 +60,8 @@ def make_prompts(settings: BenchSettings) -> list[str | list[int]]:
         path = Path(settings.prompts_file)
         if not path.is_file():
             raise InvalidInputError(f"prompts file {path} not found", param="dataset")
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        # lines end at "\n" (or "\r\n"): splitlines would also cut at U+0085 or U+2028 inside a JSON string
+        lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
         prompts = [json.loads(line)["prompt"] if line.lstrip().startswith("{") else line for line in lines]
         if not prompts:
             raise InvalidInputError(f"prompts file {path} holds no prompts", param="dataset")

@@ -65,7 +65,8 @@ def load(folder: Path, task: str, *, need: tuple[str, ...] = ("train",)) -> Data
     for name in SPLITS:
         file = folder / f"{name}.jsonl"
         if file.is_file():
-            splits[name] = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            # JSON lines end at "\n" alone: splitlines would also cut at U+0085 or U+2028 inside a string
+            splits[name] = [json.loads(line) for line in file.read_text(encoding="utf-8").split("\n") if line.strip()]
     for name in need:
         if not splits.get(name):
             found = ", ".join(f"{k} ({len(v)} rows)" for k, v in splits.items()) or "none"

@@ -79,7 +79,8 @@ def read_records(path: str | Path) -> Iterator[tuple[Any, str]]:
         for i, record in enumerate(records):
             yield record, f"{path}[{i}]"
         return
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # JSON lines end at "\n" alone: splitlines would also cut at U+0085 or U+2028, which a JSON string may hold
+    for lineno, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 yield json.loads(line), f"{path}:{lineno}"
