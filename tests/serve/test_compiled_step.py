@@ -72,11 +72,28 @@ def test_compiled_engine_decodes_like_generate_without_recompiling(compiled):
 def test_compiled_step_logits_match_the_eager_step(compiled):
     """One step on identical caches: the compiled logits equal the eager fused forward's to float32 rounding, and
     both append the same key and value columns."""
+    engine, _, tokenizer = compiled
+    _one_step_eager_and_compiled(engine, tokenizer)
+
+
+def test_a_second_model_of_the_same_shapes_runs_its_own_compiled_weights(compiled, trained_generator):
+    """dynamo keeps graphs per code object, which every CompiledStep shares, and freezing compiles the weights in:
+    a second model with the same shapes in the process must not run the first one's graph."""
+    first, model, tokenizer = compiled
+    torch.manual_seed(0)
+    other = NativeEngine("other", AutoModelForCausalLM.from_config(model.config).eval(), tokenizer, compile=True)
+    first_logits = _one_step_eager_and_compiled(first, tokenizer)
+    other_logits = _one_step_eager_and_compiled(other, tokenizer)
+    assert (first_logits - other_logits).abs().max() > 1.0  # different weights, different logits
+
+
+def _one_step_eager_and_compiled(engine: NativeEngine, tokenizer) -> torch.Tensor:
+    """Assert that ``engine``'s compiled step equals its eager fused step on a two-row batch (logits, cache);
+    returns the logits."""
     from leptonkit.serve.engine.compiled_step import compiled_step
     from leptonkit.serve.engine.kv_cache import BatchCache
 
-    engine, _, tokenizer = compiled
-    if engine._compiled is None:  # this test alone: the engine above has not run
+    if engine._compiled is None:  # its engine has not started
         engine._compiled = compiled_step(engine._fused, engine.context_length)
     prompts = [tokenizer(p)["input_ids"] for p in TWO_PROMPTS]
     width = max(len(p) for p in prompts)
@@ -98,6 +115,7 @@ def test_compiled_step_logits_match_the_eager_step(compiled):
         assert mine.length == theirs.length == width + 1
         torch.testing.assert_close(mine.keys, theirs.keys, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(mine.values, theirs.values, rtol=1e-5, atol=1e-5)
+    return eager
 
 
 def test_compile_leaves_models_outside_the_llama_family_eager(compiled):
