@@ -88,7 +88,7 @@ def _own_guards(step: CompiledStep) -> Callable[[list], list[bool]]:
 
     def keep(entries: list) -> list[bool]:
         identity = [entry.guard_type == "ID_MATCH" and entry.value is anchor for entry in entries]
-        if not any(identity):  # a torch that guards weights otherwise: compile_step falls back to eager
+        if not any(identity):  # a torch that guards weights otherwise: compiled_step falls back to eager
             raise RuntimeError("dynamo set no identity guard on the step's weights")
         return [own or not entry.name.startswith(("self", "G[")) for own, entry in zip(identity, entries, strict=True)]
 
