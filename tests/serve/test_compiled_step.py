@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -87,41 +88,25 @@ def test_a_second_model_of_the_same_shapes_runs_its_own_compiled_weights(compile
     assert (first_logits - other_logits).abs().max() > 1.0  # different weights, different logits
 
 
-def test_without_an_identity_guard_on_its_weights_the_step_stays_eager(monkeypatch, caplog):
+def test_without_an_identity_guard_on_its_weights_the_step_stays_eager(compiled, monkeypatch, caplog):
     """Where dynamo guards the weights in another way than the filter expects, the step must not share graphs across
     models: ``compiled_step`` logs and returns None, and the engine decodes eagerly."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from leptonkit.serve.engine import compiled_step as module
     from leptonkit.serve.engine.fused_decoder import fused_decoder
 
+    _, model, _ = compiled
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    model = LlamaForCausalLM(config).eval()
-
+    fresh = AutoModelForCausalLM.from_config(model.config).eval()  # new weights: no graph of another step matches
     own_guards = module._own_guards
 
     def blind(step):  # the filter, fed guards whose identity guard no longer points at the step's weight
         keep = own_guards(step)
-        return lambda entries: keep([_without_value(e) if e.guard_type == "ID_MATCH" else e for e in entries])
+        return lambda entries: keep([replace(e, value=None) if e.guard_type == "ID_MATCH" else e for e in entries])
 
     monkeypatch.setattr(module, "_own_guards", blind)
     with caplog.at_level("WARNING", logger=module.__name__):
-        assert module.compiled_step(fused_decoder(model), 64) is None
+        assert module.compiled_step(fused_decoder(fresh), 64) is None
     assert "no identity guard" in caplog.text
-
-
-def _without_value(entry):
-    import dataclasses
-
-    return dataclasses.replace(entry, value=None)
 
 
 def _one_step_eager_and_compiled(engine: NativeEngine, tokenizer) -> torch.Tensor:
