@@ -98,7 +98,10 @@ async def _one(client: httpx.AsyncClient, url: str, key: str, body: dict = BODY)
         response = await client.post(f"{url}/v1/classify", json=body, headers=bearer(key))
     except httpx.HTTPError as err:  # a connection the proxy dropped counts as a failure, like a 5xx
         return 599, None, {"error": repr(err)}
-    return response.status_code, response.headers.get("x-leptonkit-replica"), response.json()
+    replica = response.headers.get("x-leptonkit-replica")
+    if not response.headers.get("content-type", "").startswith("application/json"):  # Ray's proxy answers in text
+        return response.status_code, replica, {"error": response.text}
+    return response.status_code, replica, response.json()
 
 
 def _burst(app: SimpleNamespace, keys: Iterator[str], count: int) -> list[tuple[int, str | None, dict]]:
@@ -120,8 +123,15 @@ class Load:
         self.app, self.concurrency = app, concurrency
         self.keys = _key_pool(app)
         self.results: list[tuple[int, str | None, dict, float, float]] = []
+        self.failure: BaseException | None = None  # what ended the clients early: raised on exit
         self.done = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except Exception as err:  # handed to the test in __exit__
+            self.failure = err
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=120) as client:
@@ -141,6 +151,8 @@ class Load:
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.thread.join(timeout=150)
+        if self.failure is not None and exc[0] is None:  # results stopped early: the test's bounds would miss some
+            raise self.failure
 
 
 def _running(status: dict) -> list[str]:
