@@ -19,12 +19,13 @@ Behaviour: AdamW (no weight decay on biases and norms), warmup then linear/cosin
 schedulers), gradient accumulation and clipping, bf16 autocast where the CPU/GPU supports it, fp16 autocast with a
 GradScaler on other GPUs. A BERT-family sequence classifier computes only the first token's row in its last layer, the
 one row its head reads (:mod:`leptonkit.train.first_token`). On a CPU, dropout draws its masks on every core
-(:mod:`leptonkit.train.hashed_dropout`) and glibc keeps freed memory for the next step
-(:mod:`leptonkit.train.allocator`); with the fused AdamW, gradient clipping is folded into its step. Bounds: ``epochs``,
-``max_steps``, ``max_minutes``. Every ``checkpoint_every`` optimiser steps a checkpoint holds the trainable weights,
-optimiser, scheduler, scaler, all RNG states and the position in the data, so that ``resume`` continues exactly where
-the run stopped. Early stopping keeps the best checkpoint in ``best/``; when the loop returns, the model holds the best
-weights (or the last ones when there was no evaluation).
+(:mod:`leptonkit.train.hashed_dropout`), glibc keeps freed memory for the next step (:mod:`leptonkit.train.allocator`)
+and, in a single process, the word embeddings' gradient stays in one buffer written by rows
+(:mod:`leptonkit.train.embedding_rows`); with the fused AdamW, gradient clipping is folded into its step. Bounds:
+``epochs``, ``max_steps``, ``max_minutes``. Every ``checkpoint_every`` optimiser steps a checkpoint holds the trainable
+weights, optimiser, scheduler, scaler, all RNG states and the position in the data, so that ``resume`` continues
+exactly where the run stopped. Early stopping keeps the best checkpoint in ``best/``; when the loop returns, the
+model holds the best weights (or the last ones when there was no evaluation).
 
 Stops that need the user: a non-finite loss or gradient stops before the bad update, saves the last good state
 and raises :class:`NonFiniteLossError`; Ctrl-C saves a checkpoint and raises :class:`TrainingInterrupted`, whose
@@ -81,6 +82,7 @@ from leptonkit.train.distributed import (
     world_size,
     wrap,
 )
+from leptonkit.train.embedding_rows import row_gradients
 from leptonkit.train.first_token import first_token_rows
 from leptonkit.train.hashed_dropout import hashed_dropout
 from leptonkit.train.history import METRIC_LOG
@@ -351,7 +353,14 @@ def train_loop(
     ctrl_c = _GracefulInterrupt()
     try:
         on_cpu = device.type == "cpu"
-        with display, first_token_rows(unwrap(model)), hashed_dropout(on_cpu), keep_freed_memory(on_cpu):
+        single = on_cpu and world_size() == 1 and adversary is None
+        with (
+            display,
+            first_token_rows(unwrap(model)),
+            hashed_dropout(on_cpu),
+            keep_freed_memory(on_cpu),
+            row_gradients(unwrap(model), single) as rows,
+        ):
             while progress.step < steps and status == "completed":
                 for batch in _epoch_batches(train_loader, sampler, progress):
                     batch = _move(batch, device)
@@ -387,7 +396,8 @@ def train_loop(
                         scaler.unscale_(optimizer)
                     with_grad = [p for p in unwrap(model).parameters() if p.grad is not None]
                     if fold_clipping:
-                        norm = torch.nn.utils.get_total_norm([p.grad for p in with_grad])
+                        grads = [p.grad for p in with_grad]
+                        norm = torch.nn.utils.get_total_norm(rows.norm_operands(grads) if rows else grads)
                     else:
                         norm = local(torch.nn.utils.clip_grad_norm_(with_grad, settings.max_grad_norm or math.inf))
                     if not torch.isfinite(norm) and scaler is None:
