@@ -5,13 +5,15 @@ tokenisation), batch 32, one epoch, AdamW with linear decay, at the same precisi
 documented CPU setup: ``bf16=True`` (bf16 autocast), dynamic padding (``DataCollatorWithPadding``) and length grouping
 (``train_sampling_strategy="group_by_length"``); leptonkit runs its loop with length-grouped batches and bf16 autocast,
 and what its loop does on every CPU run: a BERT-family classifier's last layer computes only the first token's row, the
-one its head reads (``leptonkit.train.first_token``: the same logits and gradients); dropout draws hashed masks on every
-core (``leptonkit.train.hashed_dropout``: same rate, different masks); glibc keeps freed memory for the next step
-(``leptonkit.train.allocator``); clipping is folded into the fused AdamW step (the same update). ``--precisions
-bf16,fp32`` adds the same pair in float32. Runs alternate (Trainer, leptonkit, Trainer, ...) so that load from other
-processes hits both alike. Dev accuracy is measured after each run, outside the timed part. On a CPU without native bf16
-matmuls (no AVX-512 BF16 or AMX) bf16 autocast is emulated and several times slower than float32 for both, so there the
-default pair is float32, the fastest setup of both.
+one its head reads (``leptonkit.train.first_token``: the same logits and gradients); self-attention projects query,
+key and value in one matmul (``leptonkit.train.fused_qkv``: the same outputs, input gradients rounded once); dropout
+draws hashed masks on every core (``leptonkit.train.hashed_dropout``: same rate, different masks); glibc keeps freed
+memory for the next step (``leptonkit.train.allocator``); the word embeddings' gradient stays in one buffer written
+by rows (``leptonkit.train.embedding_rows``: the same gradient); clipping is folded into the fused AdamW step (the
+same update). ``--precisions bf16,fp32`` adds the same pair in float32. Runs alternate (Trainer, leptonkit, Trainer,
+...) so that load from other processes hits both alike. Dev accuracy is measured after each run, outside the timed
+part. On a CPU without native bf16 matmuls (no AVX-512 BF16 or AMX) bf16 autocast is emulated and several times slower
+than float32 for both, so there the default pair is float32, the fastest setup of both.
 
 Estimator, fixed before the run (``ESTIMATOR``): per precision, the median over repeats of the per-repeat ratio
 leptonkit samples/s / Trainer samples/s (the two runs of a repeat are back to back). The target is >= 1.3x, judged
@@ -176,15 +178,21 @@ def main() -> None:
     }
     from leptonkit.train.allocator import glibc
     from leptonkit.train.distributed import pick_device
+    from leptonkit.train.embedding_rows import row_gradients
     from leptonkit.train.first_token import last_layer
+    from leptonkit.train.fused_qkv import fused_modules
     from leptonkit.train.loop import build_optimizer
     from leptonkit.train.recipe import TrainSettings
 
     model, on_cpu = fresh_model(args.seed), pick_device().type == "cpu"  # the conditions train_loop applies
+    with row_gradients(model, on_cpu) as rows:
+        by_rows = rows is not None
     result = {
         "benchmark": "train_throughput",
         "leptonkit_loop": {
             "first_token_rows": last_layer(model) is not None,
+            "fused_qkv_projections": fused_modules(model),
+            "embedding_gradient_by_rows": by_rows,
             "hashed_dropout": on_cpu,
             "keeps_freed_memory": on_cpu and glibc() is not None,
             "clipping_in_fused_step": bool(build_optimizer(model, TrainSettings()).defaults["fused"]),

@@ -18,7 +18,8 @@ Interface::
 Behaviour: AdamW (no weight decay on biases and norms), warmup then linear/cosine/constant decay (transformers'
 schedulers), gradient accumulation and clipping, bf16 autocast where the CPU/GPU supports it, fp16 autocast with a
 GradScaler on other GPUs. A BERT-family sequence classifier computes only the first token's row in its last layer, the
-one row its head reads (:mod:`leptonkit.train.first_token`). On a CPU, dropout draws its masks on every core
+one row its head reads (:mod:`leptonkit.train.first_token`), and BERT-family self-attention projects query, key and
+value in one matmul (:mod:`leptonkit.train.fused_qkv`). On a CPU, dropout draws its masks on every core
 (:mod:`leptonkit.train.hashed_dropout`), glibc keeps freed memory for the next step (:mod:`leptonkit.train.allocator`)
 and, in a single process, the word embeddings' gradient stays in one buffer written by rows
 (:mod:`leptonkit.train.embedding_rows`); with the fused AdamW, gradient clipping is folded into its step. Bounds:
@@ -84,6 +85,7 @@ from leptonkit.train.distributed import (
 )
 from leptonkit.train.embedding_rows import row_gradients
 from leptonkit.train.first_token import first_token_rows
+from leptonkit.train.fused_qkv import fused_qkv
 from leptonkit.train.hashed_dropout import hashed_dropout
 from leptonkit.train.history import METRIC_LOG
 from leptonkit.train.progress import ProgressDisplay
@@ -357,6 +359,7 @@ def train_loop(
         with (
             display,
             first_token_rows(unwrap(model)),
+            fused_qkv(unwrap(model)),
             hashed_dropout(on_cpu),
             keep_freed_memory(on_cpu),
             row_gradients(unwrap(model), single) as rows,
