@@ -1,5 +1,5 @@
-"""Hashed dropout: the mask is lowbias32, Bernoulli(1 - p) and uncorrelated; the mode routes dropout, plain and inside
-attention, and leaves everything else as it was."""
+"""Hashed dropout: the mask is splitmix64 in 16-bit lanes, Bernoulli(1 - p) and uncorrelated; the mode routes dropout,
+plain and inside attention, and leaves everything else as it was."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from leptonkit.train.hashed_dropout import SEEDS, attention, draw_keys, dropout, hashed_dropout, keep_mask
 
 
-def lowbias32(x: int) -> int:
-    """The reference hash, in Python integers (Chris Wellons' lowbias32)."""
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & 0xFFFFFFFF
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & 0xFFFFFFFF
-    return x ^ (x >> 16)
+def splitmix64(x: int) -> int:
+    """The reference hash, in Python integers (splitmix64's finaliser)."""
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) % 2**64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) % 2**64
+    return x ^ (x >> 31)
 
 
 def factors_for(shape: tuple[int, ...], p: float) -> torch.Tensor:
@@ -24,12 +24,17 @@ def factors_for(shape: tuple[int, ...], p: float) -> torch.Tensor:
     return keep_mask(torch.Size(shape), *draw_keys(), p).float() / (1 - p)
 
 
-def test_the_mask_is_lowbias32_of_seed_plus_index_xor_key_against_p() -> None:
+def test_the_mask_is_splitmix64_of_seed_plus_word_xor_key_in_16_bit_lanes_against_p() -> None:
     seed, key, p = SEEDS - 5000, -0x2345678, 0.3
-    mask = keep_mask(torch.Size([40, 100]), seed, key, p).flatten().tolist()
-    expected = [(lowbias32((seed + i) ^ (key & 0xFFFFFFFF)) & 0xFFFFFF) >= round(p * 2**24) for i in range(4000)]
+    mask = keep_mask(torch.Size([40, 99]), seed, key, p).flatten().tolist()  # 3,960 elements: a last partial word
+    lanes = [
+        (splitmix64((seed + i // 4) ^ (key % 2**64)) >> (16 * (i % 4))) & 0xFFFF  # little-endian memory order
+        for i in range(3960)
+    ]
+    signed = [lane - 2**16 if lane >= 2**15 else lane for lane in lanes]  # the lane read as an int16
+    expected = [s + 2**15 >= round(p * 2**16) for s in signed]
     assert mask == expected
-    assert 0 < sum(expected) < 4000  # both outcomes occur, so the comparison was tested
+    assert 0 < sum(expected) < 3960  # both outcomes occur, so the comparison was tested
 
 
 def test_calls_whose_index_ranges_overlap_draw_unrelated_masks() -> None:
@@ -39,8 +44,9 @@ def test_calls_whose_index_ranges_overlap_draw_unrelated_masks() -> None:
     first = keep_mask(torch.Size([n]), 1000, key, 0.5)
     same_key = keep_mask(torch.Size([n]), 1000 + shift, key, 0.5)
     other_key = keep_mask(torch.Size([n]), 1000 + shift, other, 0.5)
-    assert torch.equal(first[shift:], same_key[:-shift])  # what the key is for
-    agreement = (first[shift:] == other_key[:-shift]).float().mean().item()
+    lag = shift * 4  # four elements a word
+    assert torch.equal(first[lag:], same_key[:-lag])  # what the key is for
+    agreement = (first[lag:] == other_key[:-lag]).float().mean().item()
     assert abs(agreement - 0.5) < 5 * (0.25 / n) ** 0.5
 
 
