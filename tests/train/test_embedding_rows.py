@@ -73,13 +73,18 @@ def test_the_norm_reads_only_the_touched_rows_and_agrees_with_the_dense_one() ->
     )
 
 
-def test_frozen_or_disabled_embeddings_are_left_alone() -> None:
+def test_frozen_disabled_or_tied_embeddings_are_left_alone() -> None:
     classifier = model()
     with row_gradients(classifier, enabled=False) as rows:
         assert rows is None
     classifier.get_input_embeddings().weight.requires_grad_(False)
     with row_gradients(classifier) as rows:
         assert rows is None and "forward" not in vars(classifier.get_input_embeddings())
+    sizes = dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
+    for tied in (True, False):  # a tied LM head adds a dense gradient to the same weight
+        lm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**sizes, tie_word_embeddings=tied))
+        with row_gradients(lm) as rows:
+            assert (rows is None) == tied
 
 
 def test_the_loop_trains_to_the_same_weights_with_its_clipped_fused_step(
