@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from leptonkit.train.fused_qkv import attend
+
 # classifier classes whose head reads only position 0 of the last hidden state, over BERT-shaped layers
 CLASSIFIERS = frozenset(
     {
@@ -77,8 +79,6 @@ def _first_row_forward(
     With a cache (prefix tuning's virtual keys and values) or cross-attention inputs, the layer's own forward."""
     # imported here, not at the top: transformers' modeling code takes seconds to import, and the training loop
     # (which imports this module) is imported by commands that may refuse their input before any model loads
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.bert.modeling_bert import eager_attention_forward
     from transformers.pytorch_utils import apply_chunking_to_forward
 
     if any(a is not None for a in args) or any(v is not None for v in kwargs.values() if not isinstance(v, bool)):
@@ -92,15 +92,6 @@ def _first_row_forward(
     value = attention.value(hidden_states).view(batch, length, -1, head).transpose(1, 2)
     if attention_mask is not None:
         attention_mask = attention_mask[:, :, :1]
-    attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
-    context, _ = attend(
-        attention,
-        query,
-        key,
-        value,
-        attention_mask,
-        dropout=attention.dropout.p if attention.training else 0.0,
-        scaling=attention.scaling,
-    )
+    context, _ = attend(attention, query, key, value, attention_mask)
     attended = layer.attention.output(context.reshape(batch, 1, -1).contiguous(), first)
     return apply_chunking_to_forward(layer.feed_forward_chunk, layer.chunk_size_feed_forward, 1, attended)

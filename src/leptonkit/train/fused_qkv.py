@@ -69,9 +69,7 @@ def _fused_forward(
 ) -> tuple[torch.Tensor, Any]:
     """``BertSelfAttention.forward`` (transformers 5) with the three projections as one."""
     from transformers.cache_utils import EncoderDecoderCache
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    eager = sys.modules[type(module).__module__].eager_attention_forward  # each family's own copy
     parts = [getattr(module, name) for name in PROJECTIONS]
     weight = torch.cat([p.weight for p in parts])
     bias = None if parts[0].bias is None else torch.cat([p.bias for p in parts])
@@ -84,15 +82,23 @@ def _fused_forward(
     if cache is not None:
         current = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         key, value = current.update(key, value, module.layer_idx, kwargs=kwargs)
-    attention = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager)
-    out, weights = attention(
-        module,
-        query,
-        key,
-        value,
-        attention_mask,
-        dropout=0.0 if not module.training else module.dropout.p,
-        scaling=module.scaling,
-        **kwargs,
-    )
+    out, weights = attend(module, query, key, value, attention_mask, **kwargs)
     return out.reshape(*input_shape, -1).contiguous(), weights
+
+
+def attend(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, Any]:
+    """Attention of a BERT-family self-attention ``module`` over these heads, as its own forward runs it: the function
+    its config names (its family's eager one by default), its dropout while training, its scaling."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    eager = sys.modules[type(module).__module__].eager_attention_forward  # each family's own copy
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, eager)
+    dropout = module.dropout.p if module.training else 0.0
+    return attention(module, query, key, value, attention_mask, dropout=dropout, scaling=module.scaling, **kwargs)
