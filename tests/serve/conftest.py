@@ -313,15 +313,28 @@ def smollm2(smollm2_import, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return home, home / Path(version["path"]).relative_to(imported)
 
 
+def quantize_w8a8(model: Any) -> None:
+    """Quantise ``model`` (bfloat16) in place as ``models quantize --method w8a8`` does: torchao's int8 weights and
+    per-token int8 activations in every linear layer but the LM head."""
+    _quantize_body(model, "w8a8")
+
+
 def quantize_int4(model: Any) -> None:
     """Quantise ``model`` (bfloat16) in place as ``models quantize --method int4`` does: torchao's CPU int4, groups of
     32, every linear layer but the LM head, which becomes int8."""
+    from leptonkit.train.quantize import quantize_head
+
+    _quantize_body(model, "int4")
+    quantize_head(model)
+
+
+def _quantize_body(model: Any, method: str) -> None:
+    """Every linear layer of ``model`` but its LM head, quantised in place by ``method``'s torchao configuration."""
     import torch
     from torchao.quantization import quantize_
 
-    from leptonkit.train.quantize import METHODS, quantize_head
+    from leptonkit.train.quantize import METHODS
 
-    config = METHODS["int4"].config()
     head = model.get_output_embeddings()
-    quantize_(model, config, filter_fn=lambda module, _: isinstance(module, torch.nn.Linear) and module is not head)
-    quantize_head(model)
+    layers = lambda module, _: isinstance(module, torch.nn.Linear) and module is not head  # noqa: E731
+    quantize_(model, METHODS[method].config(), filter_fn=layers)

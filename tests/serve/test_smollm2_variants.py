@@ -1,6 +1,6 @@
-"""SmolLM2 variants: quantised versions (``models quantize``, torchao int8 and CPU int4) and a LoRA instruction-tuned
-adapter (``sft`` on a template without generation markers), each registered, measured, and served by the server with
-no extra flags."""
+"""SmolLM2 variants: quantised versions (``models quantize``, torchao int8, CPU int4 and W8A8) and a LoRA
+instruction-tuned adapter (``sft`` on a template without generation markers), each registered, measured, and served
+by the server with no extra flags."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.serve.conftest import serve_thread
 pytestmark = pytest.mark.slow
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-TARGETS = {"int8": 0.05, "int4": 0.15}  # bits per character a method may cost on held-out text (issue 18)
+TARGETS = {"int8": 0.05, "int4": 0.15, "w8a8": 0.05}  # bits per character a method may cost (issue 18)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def quantized(smollm2, held_out: Path) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("method", ["int8", "int4"])
+@pytest.mark.parametrize("method", ["int8", "int4", "w8a8"])
 def test_a_quantised_version_records_its_source_size_and_quality_loss(quantized, method):
     version = quantized[method]
     lineage, measured = version["lineage"], version["lineage"]["measured"]
@@ -75,11 +75,12 @@ def test_quantised_versions_are_served_with_no_extra_flags(smollm2, quantized):
     from prometheus_client.parser import text_string_to_metric_families
 
     home, _ = smollm2
-    with serve_thread(models=["smol-int8", "smol-int4"], home=str(home), max_num_seqs=2) as server:  # dtype auto
+    served = ["smol-int8", "smol-int4", "smol-w8a8"]
+    with serve_thread(models=served, home=str(home), max_num_seqs=2) as server:  # dtype auto
         client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=180)
         answers = {
             name: client.chat.completions.create(model=name, messages=QUESTION, temperature=0, max_tokens=16)
-            for name in ("smol-int8", "smol-int4")
+            for name in served
         }
         exposition = httpx.get(f"{server.url}/metrics").text
     for name, chat in answers.items():
@@ -126,7 +127,7 @@ def test_a_method_this_machine_cannot_run_is_one_line_and_registers_nothing(smol
     done = cli("models", "quantize", "smol:1", "--method", "fp8", "--name", "smol-fp8")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: quantisation method fp8 cannot run on this machine")
-    assert "use one of the methods this CPU runs: int8, int4" in done.stderr
+    assert "use one of the methods this CPU runs: int8, int4, w8a8" in done.stderr
     assert [v.ref for v in registry.list()] == before
 
 

@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 
+from leptonkit.serve.engine.fused_decoder import FusedDecoder, frozen
+from leptonkit.serve.engine.int8_dynamic import decomposed_linear, is_dynamic_int8, row_scales
 from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, cached_scores, weighted_values
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
-
-if TYPE_CHECKING:
-    from leptonkit.serve.engine.fused_decoder import FusedDecoder
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +117,23 @@ class CompiledStep(torch.nn.Module):
         self.norm_post = modules(layer.post_attention_layernorm for layer in layers)
         self.embed, self.norm_out, self.act = inner.embed_tokens, inner.norm, layers[0].mlp.act_fn
         self.lm_head = model.lm_head  # a Linear, or an int4 version's Int8Linear
-        self.qkv = params([f.linear.weight for f in fused.qkv])
+        groups = {
+            "qkv": [f.linear for f in fused.qkv],
+            "gate_up": [f.linear for f in fused.gate_up],
+            "o_proj": [_linear(layer.self_attn.o_proj) for layer in layers],
+            "down": [_linear(layer.mlp.down_proj) for layer in layers],
+        }
+        # W8A8 weights (int8_dynamic) enter as their int8 rows and row scales, which freezing packs for oneDNN
+        self.int8 = is_dynamic_int8(groups["qkv"][0].weight.data)
+        for name, linears in groups.items():
+            weights = [linear.weight.data for linear in linears]
+            if self.int8:
+                setattr(self, f"{name}_scale", params([frozen(row_scales(w)) for w in weights]))
+                weights = [w.qdata for w in weights]
+            setattr(self, name, params([frozen(w) for w in weights]))
+        sizes = {linear.out_features for linears in groups.values() for linear in linears}
+        self.zeros = {size: torch.zeros(size, dtype=torch.long) for size in sizes}  # the weights' zero points
         self.qkv_bias = params([f.linear.bias for f in fused.qkv if f.linear.bias is not None]) or None
-        self.gate_up = params([f.linear.weight for f in fused.gate_up])
-        self.o_proj = params([_linear(layer.self_attn.o_proj).weight for layer in layers])
-        self.down = params([_linear(layer.mlp.down_proj).weight for layer in layers])
         self.scaling = layers[0].self_attn.scaling
         self.heads, self.kv_heads, self.head_dim = fused.heads, fused.kv_heads, fused.head_dim
         with torch.inference_mode():
@@ -149,7 +159,7 @@ class CompiledStep(torch.nn.Module):
             keys, values = caches[2 * index], caches[2 * index + 1]
             capacity = keys.shape[2]
             bias_qkv = self.qkv_bias[index] if self.qkv_bias is not None else None
-            qkv = torch.nn.functional.linear(self.norm_in[index](hidden), self.qkv[index], bias_qkv)
+            qkv = self._linear(self.norm_in[index](hidden), "qkv", index, bias_qkv)
             qkv = qkv.view(rows, 1, heads + 2 * kv_heads, dim).transpose(1, 2)
             qk = qkv[:, : heads + kv_heads]
             qk = qk * cos + qk.unflatten(-1, (2, dim // 2)).flip(-2).flatten(-2) * sin
@@ -162,11 +172,18 @@ class CompiledStep(torch.nn.Module):
             probs = torch.softmax(torch.cat([scores, own], dim=-1), dim=-1)
             out = weighted_values(probs[..., :capacity], values.reshape(rows * kv_heads, capacity, dim))
             out = (out + probs[..., capacity:] * flat_value).reshape(rows, 1, heads * dim).to(hidden.dtype)
-            hidden = hidden + torch.nn.functional.linear(out, self.o_proj[index])
-            gate, up = torch.nn.functional.linear(self.norm_post[index](hidden), self.gate_up[index]).chunk(2, dim=-1)
-            hidden = hidden + torch.nn.functional.linear(self.act(gate) * up, self.down[index])
+            hidden = hidden + self._linear(out, "o_proj", index)
+            gate, up = self._linear(self.norm_post[index](hidden), "gate_up", index).chunk(2, dim=-1)
+            hidden = hidden + self._linear(self.act(gate) * up, "down", index)
         logits = self.lm_head(self.norm_out(hidden[:, -1]))
         return logits.float(), new
+
+    def _linear(self, x: torch.Tensor, group: str, index: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+        weight = getattr(self, group)[index]
+        if not self.int8:
+            return torch.nn.functional.linear(x, weight, bias)
+        scales = getattr(self, f"{group}_scale")[index]
+        return decomposed_linear(x, weight, scales, self.zeros[weight.shape[0]], bias)
 
     def decode(self, ids: torch.Tensor, positions: torch.Tensor, cache: BatchCache, mask: torch.Tensor) -> torch.Tensor:
         """The engine's one-token step (its ``[rows, 1, 1, capacity]`` mask, the new column included): the last

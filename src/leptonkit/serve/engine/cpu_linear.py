@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import torch
 
+from leptonkit.serve.engine import int8_dynamic
+
 
 class PackedLinear(torch.nn.Linear):
     """An ``nn.Linear`` whose forward uses a prepacked copy of its weight, made on first use.
@@ -48,19 +50,21 @@ class PackedLinear(torch.nn.Linear):
 
 
 def pack_linears(model: torch.nn.Module) -> int:
-    """Turn the model's bf16 CPU ``nn.Linear`` layers into :class:`PackedLinear`; returns how many there were."""
-    if not _available():
-        return 0
+    """Turn the model's bf16 CPU ``nn.Linear`` layers into :class:`PackedLinear` and its W8A8 ones into
+    :class:`~leptonkit.serve.engine.int8_dynamic.PackedInt8Linear`; returns how many there were."""
+    bf16, int8 = _available(), int8_dynamic.available()
     count = 0
     for module in model.modules():
-        if (
-            type(module) is torch.nn.Linear
-            and plain_weight(module)
-            and module.weight.dtype == torch.bfloat16
-            and module.weight.is_cpu
-        ):
+        if type(module) is not torch.nn.Linear or not module.weight.is_cpu:
+            continue
+        if bf16 and plain_weight(module) and module.weight.dtype == torch.bfloat16:
             module.__class__ = PackedLinear
-            count += 1
+        elif int8 and int8_dynamic.is_dynamic_int8(module.weight.data):
+            module.__class__ = int8_dynamic.PackedInt8Linear
+            int8_dynamic.row_quantizer(module.weight.dtype)  # compiled now, not in the first request
+        else:
+            continue
+        count += 1
     return count
 
 

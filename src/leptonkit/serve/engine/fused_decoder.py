@@ -11,7 +11,8 @@ most small open models use; other models keep the generic forward. Of quantised 
 tests): where each layer's rows fill whole packing blocks of this CPU
 (:func:`~leptonkit.registry.quantized.int4_rows_concatenate`) the packed rows and their scales are concatenated as
 they are; elsewhere (a partial last block is laid out differently: AVX-512 packs blocks of 64 rows, so a 32-row key
-projection) the fused rows are packed afresh from the layers' 4-bit values. int8 keeps the generic forward.
+projection) the fused rows are packed afresh from the layers' 4-bit values. torchao's W8A8 weights (``--method
+w8a8``) are fused by concatenating their int8 rows and row scales; weight-only int8 keeps the generic forward.
 
 The fused weights are the only copy: the original projections keep views of them (int4: of the packed rows; each
 keeps its own scales, which the kernel needs contiguous). The exception is int4 rows packed afresh: the projections
@@ -29,6 +30,7 @@ from transformers.models.llama.modeling_llama import rotate_half
 
 from leptonkit.registry.quantized import int4_rows_concatenate, int4_values, pack_int4
 from leptonkit.serve.engine.cpu_linear import pack_linears
+from leptonkit.serve.engine.int8_dynamic import is_dynamic_int8
 from leptonkit.serve.engine.kv_cache import BatchCache, attention_bias, decode_attention, one_token_attention
 from leptonkit.serve.engine.multi_lora import MultiLoraLinear
 
@@ -63,10 +65,12 @@ def _plain_layer(layer: Any) -> bool:
 
 
 def _fusable(group: list[torch.Tensor]) -> bool:
-    """Whether ``group`` is plain weights, or torchao int4 ones of one group size."""
+    """Whether ``group`` is plain weights, torchao W8A8 ones, or torchao int4 ones of one group size."""
     weight = group[0]
     if type(weight) is torch.Tensor:
         return all(type(other) is torch.Tensor for other in group)
+    if is_dynamic_int8(weight):
+        return all(is_dynamic_int8(other) and other.dtype == weight.dtype for other in group)
     return (
         type(weight).__name__ == "Int4OpaqueTensor"
         and weight.act_mapping_type is None
@@ -79,6 +83,11 @@ def _concatenated(weights: list[torch.Tensor], slices: list[slice]) -> tuple[tor
     """One weight whose output rows are ``weights`` one after another, and each part's weight as a view of it."""
     if type(weights[0]) is torch.Tensor:
         whole = torch.cat(weights)
+        return whole, [whole[rows] for rows in slices]
+    if is_dynamic_int8(weights[0]):  # torchao's Int8Tensor: int8 rows (N, K), a scale per row (N, 1)
+        first = weights[0]
+        values, scales = torch.cat([w.qdata for w in weights]), torch.cat([w.scale for w in weights])
+        whole = type(first)(values, scales, first.block_size, first.dtype, act_quant_kwargs=first.act_quant_kwargs)
         return whole, [whole[rows] for rows in slices]
     kind = type(weights[0])  # torchao's Int4OpaqueTensor: rows packed (N, K/2), scales and zeros (K/group, N, 2)
     scales = torch.cat([w.scale_and_zero for w in weights], dim=1)
@@ -103,13 +112,13 @@ class _Fused(torch.nn.Module):
         has_bias = parts[0].bias is not None
         self.linear = torch.nn.Linear(parts[0].in_features, ends[-1], bias=has_bias, device="meta")
         whole, views = _concatenated([p.weight.detach() for p in parts], self.slices)
-        self.linear.weight = _frozen(whole)
+        self.linear.weight = frozen(whole)
         if has_bias:
-            self.linear.bias = _frozen(torch.cat([p.bias.detach() for p in parts]))
+            self.linear.bias = frozen(torch.cat([p.bias.detach() for p in parts]))
         for part, rows, view in zip(parts, self.slices, views, strict=True):  # the parts keep views: one copy
-            part.weight = _frozen(view)
+            part.weight = frozen(view)
             if has_bias:
-                part.bias = _frozen(self.linear.bias[rows])
+                part.bias = frozen(self.linear.bias[rows])
         self.owner, self.names = [owner], names  # a list: the owner is not a submodule of this one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,5 +195,5 @@ def _prefill_mask(valid: torch.Tensor) -> torch.Tensor:
     return (causal & valid.bool()[:, None, None, :]) | own
 
 
-def _frozen(tensor: torch.Tensor) -> torch.nn.Parameter:
+def frozen(tensor: torch.Tensor) -> torch.nn.Parameter:
     return torch.nn.Parameter(tensor, requires_grad=False)
