@@ -4,9 +4,10 @@ token, computed when the layer runs (``models quantize --method w8a8``: torchao'
 
 Why not torchao's own linear for these weights: it runs ``torch._int_mm``, which lays the weight out for the kernel
 on every call, and its activation quantisation as a dozen small ops. Measured on this machine (AMD EPYC, AVX-512
-VNNI, 2 threads), 30 layers of SmolLM2's four projections at 32 rows: torchao's linear 42.8 ms eagerly and 17.8 ms
-compiled, against 12.9-13.6 ms for bf16 with prepacked weights (compiled); oneDNN's int8 matmul on prepacked
-weights 7.7 ms (1,600 rows, a prefill: 185 against 361 ms for bf16), exact in int32.
+VNNI, 2 threads), 30 layers of SmolLM2's four projections at 32 rows: torchao's linear 38-43 ms eagerly and 17.8 ms
+compiled, against 12.9-13.6 ms for bf16 with prepacked weights (compiled). The matmuls alone, eagerly: oneDNN's int8
+one on prepacked weights 7.7 ms against 12.1 ms for bf16's prepacked one (1,600 rows, a prefill: 185 against
+361 ms), exact in int32.
 
 The activations enter oneDNN as unsigned bytes offset by 128 (a zero point), because on a CPU without AMX its fast
 int8 kernels multiply unsigned by signed bytes (VNNI); the values and scales are torchao's (:func:`quantize_rows`),
