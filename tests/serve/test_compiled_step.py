@@ -79,14 +79,20 @@ def test_compiled_step_logits_match_the_eager_step(compiled):
 
 
 def test_a_second_model_of_the_same_shapes_runs_its_own_compiled_weights(compiled, trained_generator):
-    """dynamo keeps graphs per code object, which every CompiledStep shares, and freezing compiles the weights in:
-    a second model with the same shapes in the process must not run the first one's graph."""
+    """dynamo keeps graphs, and counts recompilations, per code object, and freezing compiles the weights in: a
+    second model with the same shapes in the process must not run the first one's graph, nor run eagerly because
+    the first one's graphs used up the recompilation limit (set here to the graphs of one step, two)."""
+    import torch._dynamo.config
+
     first, model, tokenizer = compiled
     torch.manual_seed(0)
-    other = NativeEngine("other", AutoModelForCausalLM.from_config(model.config).eval(), tokenizer, compile=True)
-    first_logits = _one_step_eager_and_compiled(first, tokenizer)
-    other_logits = _one_step_eager_and_compiled(other, tokenizer)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        other = NativeEngine("other", AutoModelForCausalLM.from_config(model.config).eval(), tokenizer, compile=True)
+        first_logits = _one_step_eager_and_compiled(first, tokenizer)
+        with torch.profiler.profile() as profile:
+            other_logits = _one_step_eager_and_compiled(other, tokenizer)
     assert (first_logits - other_logits).abs().max() > 1.0  # different weights, different logits
+    assert any(event.key.startswith("Torch-Compiled Region") for event in profile.key_averages())
 
 
 def test_without_an_identity_guard_on_its_weights_the_step_stays_eager(compiled, monkeypatch, caplog):

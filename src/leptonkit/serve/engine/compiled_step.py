@@ -41,6 +41,7 @@ with LoRA adapters run eagerly.
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Callable
 
 import torch
@@ -84,9 +85,9 @@ def _own_guards(step: CompiledStep) -> Callable[[list], list[bool]]:
     ``__dict__`` and hook dictionaries): 0.4 ms of a 5-10 ms one-sequence SmolLM2 step (dev profile, in process).
     They cannot fail: the module is built once, private to its engine, and never changed, and ``freezing`` compiles
     its weights in as constants, so a changed weight would go unseen with or without them. The one identity guard
-    is needed: dynamo keeps its graphs per code object, which every instance shares, so without it a second model of
-    the same shapes in the process would run the first one's frozen weights. A changed input (shape, dtype, stride,
-    number of cache slabs) still selects another graph or recompiles.
+    is kept as a check: dynamo keeps its graphs per code object, and each step has its own (:func:`_own_code`); were
+    two steps to share one, a second model of the same shapes in the process would run the first one's frozen
+    weights. A changed input (shape, dtype, stride, number of cache slabs) still selects another graph or recompiles.
     """
     anchor = step.qkv[0]
 
@@ -97,6 +98,22 @@ def _own_guards(step: CompiledStep) -> Callable[[list], list[bool]]:
         return [own or not entry.name.startswith(("self", "G[")) for own, entry in zip(identity, entries, strict=True)]
 
     return keep
+
+
+def _own_code(step: CompiledStep) -> None:
+    """Give ``step`` a ``forward`` of its own code object (an otherwise identical class).
+
+    Dynamo keeps its graphs, and counts recompilations against ``recompile_limit`` (8), per code object. Steps sharing
+    ``CompiledStep.forward`` shared that count: each model adds two graphs (one row, several), so from the fifth
+    compiled model in a process dynamo stopped compiling and the step ran eagerly, silently (seen in the tests: a
+    W8A8 step that ran its decomposed ops one by one). With a code object each, every step has its own graphs and
+    count, and a call looks up only its own graphs."""
+    forward = CompiledStep.forward
+    own = types.FunctionType(
+        forward.__code__.replace(), forward.__globals__, forward.__name__, forward.__defaults__, forward.__closure__
+    )
+    own.__doc__, own.__qualname__ = forward.__doc__, forward.__qualname__
+    step.__class__ = type(CompiledStep.__name__, (CompiledStep,), {"forward": own, "__module__": __name__})
 
 
 def _linear(module: torch.nn.Module) -> torch.nn.Linear:
@@ -149,6 +166,7 @@ class CompiledStep(torch.nn.Module):
         self.register_buffer("cos", cos[0], persistent=False)
         # rotate_half(x) * sin == flip(x's halves) * sin with the first half negated
         self.register_buffer("sin", torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1), persistent=False)
+        _own_code(self)
         # not a submodule (it wraps this module): set around nn.Module's attribute registration
         compiled = torch.compile(self, dynamic=True, options={"guard_filter_fn": _own_guards(self)})
         object.__setattr__(self, "compiled", compiled)
