@@ -36,7 +36,9 @@ def import_(
 @app.command()
 def quantize(
     ref: str = typer.Argument(..., help="The version to quantise (NAME, NAME:VERSION, NAME@ALIAS)."),
-    method: str = typer.Option(..., "--method", help="int8 (weight-only), int4 (CPU, groups of 32) or fp8 (GPU)."),
+    method: str = typer.Option(
+        ..., "--method", help="int8 (weight-only), int4 (CPU, groups of 32), w8a8 (int8 weights and activations), fp8."
+    ),
     name: str | None = typer.Option(None, "--name", help="Registry name of the result (default: NAME-METHOD)."),
     data: str | None = typer.Option(
         None, "--data", help="Measure source and result: held-out text (causal LM) or a classification dataset."
