@@ -8,10 +8,9 @@ import copy
 import pytest
 import torch
 
-from leptonkit.serve.engine.cpu_linear import pack_linears
+from leptonkit.serve.engine.cpu_linear import PackedInt8Linear, pack_linears
 from leptonkit.serve.engine.int8_dynamic import (
     OFFSET,
-    PackedInt8Linear,
     decomposed_linear,
     is_dynamic_int8,
     quantize_rows,

@@ -154,8 +154,8 @@ class CompiledStep(torch.nn.Module):
                 setattr(self, f"{name}_scale", params([frozen(row_scales(w)) for w in weights]))
                 weights = [w.qdata for w in weights]
             setattr(self, name, params([frozen(w) for w in weights]))
-        sizes = {linear.out_features for linears in groups.values() for linear in linears}
-        self.zeros = {size: torch.zeros(size, dtype=torch.long) for size in sizes}  # the weights' zero points
+        sizes = {linear.out_features for linears in groups.values() for linear in linears} if self.int8 else ()
+        self.zeros = {size: torch.zeros(size, dtype=torch.long) for size in sizes}  # W8A8 weights' zero points
         self.qkv_bias = params([f.linear.bias for f in fused.qkv if f.linear.bias is not None]) or None
         self.scaling = layers[0].self_attn.scaling
         self.heads, self.kv_heads, self.head_dim = fused.heads, fused.kv_heads, fused.head_dim

@@ -1,6 +1,8 @@
 """W8A8 linear layers on a CPU: int8 weights with one scale per output row and int8 activations with one scale per
 token, computed when the layer runs (``models quantize --method w8a8``: torchao's
-``Int8DynamicActivationInt8WeightConfig``), through oneDNN's int8 matmul on a prepacked weight.
+``Int8DynamicActivationInt8WeightConfig``), through oneDNN's int8 matmul on a prepacked weight: here the
+quantisation and the compiled step's form of the layer; the eager layer is
+:class:`~leptonkit.serve.engine.cpu_linear.PackedInt8Linear`.
 
 Why not torchao's own linear for these weights: it runs ``torch._int_mm``, which lays the weight out for the kernel
 on every call, and its activation quantisation as a dozen small ops. Measured on this machine (AMD EPYC, AVX-512
@@ -11,8 +13,8 @@ one on prepacked weights 7.7 ms against 12.1 ms for bf16's prepacked one (1,600 
 
 The activations enter oneDNN as unsigned bytes offset by 128 (a zero point), because on a CPU without AMX its fast
 int8 kernels multiply unsigned by signed bytes (VNNI); the values and scales are torchao's (:func:`quantize_rows`),
-so the result is torchao's linear up to the order of the float32 sums. oneDNN's activation scale is one number, so
-the matmul runs with scale 1 and each row of the float32 output is multiplied by its token's scale afterwards.
+so the products are torchao's exactly (int32 sums); only the roundings to bf16 differ. oneDNN's activation scale is
+one number, so the matmul runs with scale 1 and each row of its output is multiplied by its token's scale afterwards.
 
 In a compiled step (``serve --compile``) the layer is written in PyTorch's decomposed quantisation ops
 (:func:`decomposed_linear`); with ``freezing``, inductor rewrites them into the same prepacked oneDNN call and fuses
@@ -102,32 +104,6 @@ def decomposed_linear(
     weight = decomposed.dequantize_per_channel.default(values, scales, zeros, 0, QMIN, QMAX, torch.int8)
     out = torch.nn.functional.linear(inputs, weight) * token_scales
     return (out if bias is None else out + bias).to(x.dtype)
-
-
-class PackedInt8Linear(torch.nn.Linear):
-    """An ``nn.Linear`` with a torchao W8A8 weight whose forward calls oneDNN's int8 matmul on a prepacked copy of
-    it, made on first use; with autograd on, or while compiling, torchao's own linear runs."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            return super().forward(x)
-        packed = self.__dict__.get("packed")
-        if packed is None:
-            scales = row_scales(self.weight)
-            zeros = torch.zeros(scales.shape, dtype=torch.long)
-            packed = self.packed = (torch.ops.onednn.qlinear_prepack(self.weight.qdata, None), scales, zeros)
-        values, token_scales = row_quantizer(x.dtype)(x.reshape(-1, x.shape[-1]))
-        # in the input's dtype, each row then scaled in place: a float32 output took a prefill's 2,000 x 576 x 3072
-        # product from 3.7 to 5.6 ms, and its scaling and cast 0.8 ms more, against 7.0 ms for bf16 (measured here)
-        out = torch.ops.onednn.qlinear_pointwise(values, 1.0, OFFSET, *packed, None, 1.0, 0, x.dtype, "none", [], "")
-        out.mul_(token_scales)  # in float32, rounded once more
-        if self.bias is not None:
-            out += self.bias
-        return out.reshape(*x.shape[:-1], out.shape[-1])
-
-    def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        return {key: value for key, value in state.items() if key != "packed"}
 
 
 def available() -> bool:
