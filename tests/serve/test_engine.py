@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 
 import pytest
 import torch
@@ -225,6 +226,43 @@ def test_prefill_respects_the_token_budget(tiny, monkeypatch):
     assert sum(tokens for tokens, _ in prefills) == 64
     assert all(tokens <= 24 - running for tokens, running in prefills)
     assert len(prefills) >= 3
+
+
+def test_a_step_starts_once_the_event_loop_has_sent_the_previous_steps_tokens(tiny, monkeypatch):
+    """Each consumer blocks the loop for 5 ms a token (as an SSE write would): every step but the first waits until
+    both streams have taken their tokens, so no consumer falls behind and gets tokens merged into one delta (without
+the wait: two deltas each, of 2 and 6 tokens)."""
+    model, tokenizer = tiny
+    events: list[str] = []
+    original = NativeEngine._forward
+
+    def step(self, *args):
+        events.append("step")
+        return original(self, *args)
+
+    monkeypatch.setattr(NativeEngine, "_forward", step)
+    engine = NativeEngine("tiny", model, tokenizer)
+    params = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
+
+    async def consume(stream) -> list[int]:
+        sizes = []
+        async for delta in stream:
+            time.sleep(0.005)
+            events.append("sent")
+            sizes.append(len(delta.token_ids))
+        return sizes
+
+    async def run() -> list[list[int]]:
+        streams = [engine.generate(tokenizer(p)["input_ids"], params) for p in TWO_PROMPTS]  # one prefill
+        await engine.start()
+        try:
+            return await asyncio.gather(*(consume(s) for s in streams))
+        finally:
+            await engine.stop()
+
+    # the first iteration prefills both and decodes one step: two tokens each, then one a step
+    assert asyncio.run(run()) == [[2] + [1] * 6] * 2
+    assert events == ["step", "step", "sent", "sent"] + ["step", "sent", "sent"] * 6
 
 
 def test_sliding_window_models_are_refused_with_a_hint(tiny):

@@ -15,7 +15,8 @@ Rows are right-aligned: all sequences share the cache's column index, padding si
 each row has its own position ids, so rows of different lengths decode in one ``forward``. Joining pads the shorter
 cache on the left; leaving drops rows and trims all-padding columns (``kv_cache.BatchCache``). This is how
 ``transformers.generate`` batches a static batch, with rows joining and leaving between steps. Mixed LoRA adapters
-share a step through ``multi_lora``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step.
+share a step through ``multi_lora``. Tokens reach the event loop in one ``call_soon_threadsafe`` per step, and the
+next step starts once the loop has sent them (``base.deliver``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from leptonkit.serve.engine.scheduler import FairQueue
 log = logging.getLogger(__name__)
 
 _ids = itertools.count()
+HANDOVER_WAIT_S = 0.05  # the longest a step waits for the event loop to send the previous step's tokens (``deliver``)
 
 
 class _Sequence:
@@ -287,7 +289,7 @@ class NativeEngine:
             self._m_batch.observe(len(seqs))
             self._emit(seqs, logits, out)
         self._m_running.set(len(self._seqs))
-        deliver(self._loop, out)
+        deliver(self._loop, out, wait=HANDOVER_WAIT_S)
 
     def _compile(self) -> CompiledStep | None:
         if self._fused is None:
