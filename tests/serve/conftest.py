@@ -315,26 +315,25 @@ def smollm2(smollm2_import, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
 def quantize_w8a8(model: Any) -> None:
     """Quantise ``model`` (bfloat16) in place as ``models quantize --method w8a8`` does: torchao's int8 weights and
-    per-token int8 activations in every linear layer but the LM head."""
-    _quantize_body(model, "w8a8")
+    per-token int8 activations in every linear layer, the LM head untied from the embeddings."""
+    _quantize(model, "w8a8")
 
 
 def quantize_int4(model: Any) -> None:
     """Quantise ``model`` (bfloat16) in place as ``models quantize --method int4`` does: torchao's CPU int4, groups of
     32, every linear layer but the LM head, which becomes int8."""
-    from leptonkit.train.quantize import quantize_head
-
-    _quantize_body(model, "int4")
-    quantize_head(model)
+    _quantize(model, "int4")
 
 
-def _quantize_body(model: Any, method: str) -> None:
-    """Every linear layer of ``model`` but its LM head, quantised in place by ``method``'s torchao configuration."""
+def _quantize(model: Any, method: str) -> None:
+    """``model`` quantised in place by ``method``: its torchao configuration on every linear layer but the LM head,
+    then the head as the method stores it (``quantize_head``)."""
     import torch
     from torchao.quantization import quantize_
 
-    from leptonkit.train.quantize import METHODS
+    from leptonkit.train.quantize import METHODS, quantize_head
 
     head = model.get_output_embeddings()
     layers = lambda module, _: isinstance(module, torch.nn.Linear) and module is not head  # noqa: E731
     quantize_(model, METHODS[method].config(), filter_fn=layers)
+    quantize_head(model, method)

@@ -139,22 +139,27 @@ class CompiledStep(torch.nn.Module):
         self.norm_in = modules(layer.input_layernorm for layer in layers)
         self.norm_post = modules(layer.post_attention_layernorm for layer in layers)
         self.embed, self.norm_out, self.act = inner.embed_tokens, inner.norm, layers[0].mlp.act_fn
-        self.lm_head = model.lm_head  # a Linear, or an int4 version's Int8Linear
         groups = {
             "qkv": [f.linear for f in fused.qkv],
             "gate_up": [f.linear for f in fused.gate_up],
             "o_proj": [_linear(layer.self_attn.o_proj) for layer in layers],
             "down": [_linear(layer.mlp.down_proj) for layer in layers],
         }
-        # W8A8 weights (int8_dynamic) enter as their int8 rows and row scales, which freezing packs for oneDNN
-        self.int8 = is_dynamic_int8(groups["qkv"][0].weight.data)
+        # W8A8 weights (int8_dynamic) enter as their int8 rows and row scales, which freezing packs for oneDNN; so
+        # does a W8A8 head, otherwise the head runs as the module it is (a Linear, or an int4 version's Int8Linear)
+        head = model.lm_head
+        if isinstance(head, torch.nn.Linear) and is_dynamic_int8(head.weight.data):
+            groups["head"] = [head]
+        else:
+            self.lm_head = head
+        self.int8 = {name for name, linears in groups.items() if is_dynamic_int8(linears[0].weight.data)}
         for name, linears in groups.items():
             weights = [linear.weight.data for linear in linears]
-            if self.int8:
+            if name in self.int8:
                 setattr(self, f"{name}_scale", params([frozen(row_scales(w)) for w in weights]))
                 weights = [w.qdata for w in weights]
             setattr(self, name, params([frozen(w) for w in weights]))
-        sizes = {linear.out_features for linears in groups.values() for linear in linears} if self.int8 else ()
+        sizes = {linear.out_features for name in self.int8 for linear in groups[name]}
         self.zeros = {size: torch.zeros(size, dtype=torch.long) for size in sizes}  # W8A8 weights' zero points
         self.qkv_bias = params([f.linear.bias for f in fused.qkv if f.linear.bias is not None]) or None
         self.scaling = layers[0].self_attn.scaling
@@ -199,12 +204,13 @@ class CompiledStep(torch.nn.Module):
             hidden = hidden + self._linear(out, "o_proj", index)
             gate, up = self._linear(self.norm_post[index](hidden), "gate_up", index).chunk(2, dim=-1)
             hidden = hidden + self._linear(self.act(gate) * up, "down", index)
-        logits = self.lm_head(self.norm_out(hidden[:, -1]))
+        last = self.norm_out(hidden[:, -1])
+        logits = self._linear(last, "head", 0) if "head" in self.int8 else self.lm_head(last)
         return logits.float(), new
 
     def _linear(self, x: torch.Tensor, group: str, index: int, bias: torch.Tensor | None = None) -> torch.Tensor:
         weight = getattr(self, group)[index]
-        if not self.int8:
+        if group not in self.int8:
             return torch.nn.functional.linear(x, weight, bias)
         scales = getattr(self, f"{group}_scale")[index]
         return decomposed_linear(x, weight, scales, self.zeros[weight.shape[0]], bias)
