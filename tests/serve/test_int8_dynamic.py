@@ -15,7 +15,9 @@ from leptonkit.serve.engine.int8_dynamic import (
     is_dynamic_int8,
     quantize_rows,
     row_quantizer,
+    row_scaler,
     row_scales,
+    scale_rows,
 )
 
 torchao = pytest.importorskip("torchao")
@@ -51,6 +53,18 @@ def test_activations_are_quantised_as_torchao_quantises_them_compiled_or_not():
     assert torch.equal(values.int() - OFFSET, theirs.qdata.int())
     assert torch.equal(scales, theirs.scale.float())
     assert values[4].eq(OFFSET).all()
+
+
+@pytest.mark.parametrize("rows", [1, 300])
+def test_compiled_row_scaling_rounds_as_eager_in_place_scaling_does(rows):
+    torch.manual_seed(0)
+    out = torch.randn(rows, 960, dtype=torch.bfloat16) * 40
+    scales = torch.linspace(1, 2, rows)[:, None] / 3  # not bf16 numbers
+    expected = scale_rows(out.clone(), scales)
+    assert not torch.equal(expected, (out * scales.bfloat16()))  # the float32 product is not the bf16 one
+    scaled = out.clone()
+    assert row_scaler(torch.bfloat16)(scaled, scales) is not None
+    assert torch.equal(scaled, expected)  # in place, bit for bit
 
 
 def test_only_w8a8_weights_are_recognised():

@@ -71,20 +71,42 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.cache
 def row_quantizer(dtype: torch.dtype) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`quantize_rows` compiled by inductor into two loops, compiled here for 1 and 2 rows (one graph each;
-    every larger count shares the second), or as it is where it cannot be compiled (no C++ compiler).
+    """:func:`quantize_rows` compiled by inductor into two loops (or as it is where it cannot be compiled).
 
     Eagerly it is eight passes over the rows: in a 2,000-token SmolLM2 prefill they took about 450 ms of 1.06 s, the
     int8 matmuls 270 ms (profiled here); compiled, one such call took 0.14 ms against 0.51 ms.
     """
-    compiled = torch.compile(quantize_rows, dynamic=True, options={"emulate_precision_casts": True})
+    examples = [(torch.zeros(rows, 64, dtype=dtype),) for rows in (1, 2)]
+    return _compiled(quantize_rows, examples, "the int8 activations' quantisation", emulate_precision_casts=True)
+
+
+def scale_rows(out: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """``out`` (``[rows, n]``, the int8 matmul's bf16 output) times its rows' float32 ``scales``, in place: the
+    product in float32, rounded once to ``out``'s dtype."""
+    return out.mul_(scales)
+
+
+@functools.cache
+def row_scaler(dtype: torch.dtype) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`scale_rows` compiled by inductor into one loop (or as it is where it cannot be compiled), with the same
+    rounding. Eagerly, a bf16 tensor times float32 scales goes through a float32 copy of the whole tensor: measured
+    here on a prefill's 2,000 x 3,072 output, 14.4 ms against 0.21 ms compiled (2,000 x 960: 3.9 against 0.10 ms).
+    """
+    examples = [(torch.zeros(rows, 64, dtype=dtype), torch.ones(rows, 1)) for rows in (1, 2)]
+    return _compiled(scale_rows, examples, "the int8 matmuls' row scaling")
+
+
+def _compiled(function: Callable, examples: list[tuple], purpose: str, **options: bool) -> Callable:
+    """``function`` compiled by inductor for any shape and run on ``examples`` (one graph for one row, PyTorch's
+    specialisation, and one for more), or ``function`` itself where it cannot be compiled (no C++ compiler)."""
+    compiled = torch.compile(function, dynamic=True, options=options)
     try:
         with torch.inference_mode():
-            for rows in (1, 2):
-                compiled(torch.zeros(rows, 64, dtype=dtype))
+            for args in examples:
+                compiled(*args)
     except Exception as err:  # no C++ compiler, an unsupported op: the eager function gives the same values
-        log.warning("running the int8 activations' quantisation eagerly: %s: %s", type(err).__name__, err)
-        return quantize_rows
+        log.warning("running %s eagerly: %s: %s", purpose, type(err).__name__, err)
+        return function
     return compiled
 
 
