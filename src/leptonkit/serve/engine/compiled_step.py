@@ -28,11 +28,12 @@ the bf16 work around it. SmolLM2-135M int4, one stream, in-process: 16-17 ms a t
 compiling its 30 layers and warming up 4 batch sizes took 5 minutes.
 
 torchao's W8A8 weights (``models quantize --method w8a8``, the LM head's included) enter the step as their int8 rows
-and row scales, and each projection is written in PyTorch's decomposed quantisation ops (``int8_dynamic.decomposed_linear``), which freezing
-turns into oneDNN's int8 matmul on prepacked weights, with the activations' quantisation fused into the loops
-around it. SmolLM2-135M, 32 streams of 128 tokens, in process (dev, no results file): 894-908 tok/s against 775-798
-for its bf16 weights compiled, a decode step 28 ms against 31 ms and the 32 prompts' prefill 0.90 s against 1.22 s;
-with the head in int8 too, a step took 24.2-25.9 ms against 26.7-27.8 ms with it in bf16 (two runs each, dev).
+and row scales, and each projection is written in PyTorch's decomposed quantisation ops
+(``int8_dynamic.decomposed_linear``), which freezing turns into oneDNN's int8 matmul on prepacked weights, with the
+activations' quantisation fused into the loops around it. SmolLM2-135M, 32 streams of 128 tokens, in process (dev,
+no results file): 894-908 tok/s against 775-798 for its bf16 weights compiled, a decode step 28 ms against 31 ms and
+the 32 prompts' prefill 0.90 s against 1.22 s; with the head in int8 too, a step took 24.2-25.9 ms against
+26.7-27.8 ms with it in bf16 (two runs each, dev).
 
 Results match the eager step to bf16 rounding, not bit for bit (fused loops add in another order), so greedy
 outputs can differ from ``transformers.generate`` where two tokens' logits nearly tie. Prompts (prefill) and steps
