@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from leptonkit.serve.engine.cpu_linear import PackedInt8Linear, pack_linears
+from leptonkit.serve.engine.cpu_linear import PackedInt8Linear, bucket, pack_linears
 from leptonkit.serve.engine.int8_dynamic import (
     OFFSET,
     decomposed_linear,
@@ -101,3 +101,19 @@ def test_packed_layers_compute_torchaos_w8a8_linear_through_onednn(bias):
             assert _relative(packed(x), layers(x)) < 0.02
         dense = torch.nn.functional.linear(x, first.weight.dequantize(), first.bias)
     assert 1e-3 < _relative(packed[0](x), dense) < 0.05  # int8 activations: not a dense bf16 layer
+
+
+def test_packed_layer_rows_are_padded_to_few_shapes_without_changing_a_row():
+    """oneDNN caches a kernel per row count: 19 rows enter its matmul as bucket(19) = 20, and each row of the output
+    is the row computed alone."""
+    layer = _layers(Int8DynamicActivationInt8WeightConfig())[0]
+    pack_linears(layer)
+    x = torch.randn(19, 96, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        with torch.profiler.profile(record_shapes=True) as profile:
+            out = layer(x)
+        alone = torch.cat([layer(x[row : row + 1]) for row in range(19)])
+    shapes = [event.input_shapes[0] for event in profile.events() if event.name == "onednn::qlinear_pointwise"]
+    assert shapes == [[bucket(19), 96]] == [[20, 96]]
+    assert out.shape == (19, 160) and torch.equal(out, alone)
+

@@ -9,8 +9,9 @@ CPU linears; here it is used without a compile step, so start-up stays fast.
 
 oneDNN also compiles and caches a kernel for every new number of input rows, and a server sees a new one with
 nearly every prefill (rows x prompt length) or encoder batch: resident memory grew without end in a soak test, by
-about 0.6 MB per new shape. Rows are therefore padded up to one of eight sizes per power of two (at most 12.5% more
-rows), which bounds the shapes compiled.
+about 0.6 MB per new shape (bf16), and by 0.8 MB per new row count for two W8A8 layers (1,000-1,399 rows, dev). Rows
+are therefore padded up to one of eight sizes per power of two (at most 12.5% more rows), which bounds the shapes
+compiled, in both layers.
 
 The packed copy sits beside the original weight, which peft (LoRA wraps these layers) and ``state_dict`` still use;
 with autograd on (explanations take gradients through served encoders) a layer runs the plain ``F.linear``.
@@ -68,10 +69,13 @@ class PackedInt8Linear(_Prepacked):
             zeros = torch.zeros(scales.shape, dtype=torch.long)
             packed = self.packed = (torch.ops.onednn.qlinear_prepack(self.weight.qdata, None), scales, zeros)
         values, token_scales = int8_dynamic.row_quantizer(x.dtype)(x.reshape(-1, x.shape[-1]))
+        offset, count = int8_dynamic.OFFSET, values.shape[0]
+        if bucket(count) != count:  # padding rows of zeros (the offset); oneDNN caches a kernel per row count too
+            values = torch.nn.functional.pad(values, (0, 0, 0, bucket(count) - count), value=offset)
         # in the input's dtype, each row then scaled in place: a float32 output took a prefill's 2,000 x 576 x 3072
         # product from 3.7 to 5.6 ms, and its scaling and cast 0.8 ms more, against 7.0 ms for bf16 (measured here)
-        offset = int8_dynamic.OFFSET
         out = torch.ops.onednn.qlinear_pointwise(values, 1.0, offset, *packed, None, 1.0, 0, x.dtype, "none", [], "")
+        out = out[:count]
         int8_dynamic.row_scaler(x.dtype)(out, token_scales)  # in float32, rounded once more
         if self.bias is not None:
             out += self.bias
