@@ -254,9 +254,11 @@ the wait: two deltas each, of 2 and 6 tokens)."""
 
     async def run() -> list[list[int]]:
         streams = [engine.generate(tokenizer(p)["input_ids"], params) for p in TWO_PROMPTS]  # one prefill
+        consumers = [asyncio.ensure_future(consume(s)) for s in streams]
+        await asyncio.sleep(0)  # both wait on their streams before the engine's first step
         await engine.start()
         try:
-            return await asyncio.gather(*(consume(s) for s in streams))
+            return await asyncio.gather(*consumers)
         finally:
             await engine.stop()
 
